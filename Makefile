@@ -1,0 +1,67 @@
+# The everyday verbs of mlproj. `make pipeline` builds everything from a fresh clone; `make test` is what CI runs.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.mlproj-installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup data data-regen data-record pipeline test lab lock readme
+
+## setup: create .venv with the pinned stack, the project and the python3 kernel (quick when nothing changed)
+setup: $(STAMP)
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q pip==25.3
+	$(BIN)/python -m pip install -q -c requirements.lock -e .
+	$(BIN)/python -m pip install -q --no-deps fastai==2.8.12   # no-deps: its metadata wants a CUDA torchvision
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $@
+
+## data: materialize data/ exactly as data.dvc records it, offline
+data: setup
+	@if $(BIN)/dvc checkout -q data.dvc 2>/dev/null && $(BIN)/dvc status -q data.dvc; then echo "data/ from the DVC cache"; \
+	elif $(BIN)/dvc pull -q data.dvc 2>/dev/null; then echo "data/ pulled from the DVC remote"; \
+	else echo "no cached or remote copy of data/: regenerating it with the deterministic collector"; \
+	  $(MAKE) --no-print-directory data-regen; \
+	  if ! $(BIN)/dvc status -q data.dvc; then $(BIN)/dvc status data.dvc; \
+	    echo "ERROR: the regenerated data/ differs from what data.dvc records (see above)"; exit 1; fi; \
+	  $(BIN)/dvc commit -q -f data.dvc; echo "data/ regenerated and verified against data.dvc"; fi
+
+## data-regen: run the collector for every raw data set (deterministic: same params, same bytes)
+data-regen: setup
+	$(BIN)/python -m mlproj.collect --out data/synthetic
+	$(BIN)/python -m mlproj.collect --out data/later --seed $$($(BIN)/python -c 'from mlproj.core import load_params as p; print(p("collect")["later_seed"])') \
+	  --txs $$($(BIN)/python -c 'from mlproj.core import load_params as p; print(p("collect")["later_txs"])')
+
+## data-record: regenerate data/ and record it in data.dvc (after changing collect: params)
+data-record: data-regen
+	$(BIN)/dvc add -q data
+
+## pipeline: setup, data, then every DVC stage
+pipeline: data
+	$(BIN)/dvc repro
+
+## test: fail if nbdev-export or nbdev-clean would change a file, then nbdev-test, then pytest
+test: setup
+	@before=$$($(SUMS)); $(BIN)/nbdev-export; $(BIN)/nbdev-clean; $(MAKE) --no-print-directory -s readme; after=$$($(SUMS)); \
+	if [ "$$before" != "$$after" ]; then echo "nbdev-export, nbdev-clean or the README changed files: run them, then commit"; \
+	  diff <(echo "$$before") <(echo "$$after") || true; exit 1; fi
+	$(BIN)/nbdev-test --n_workers 2
+	$(BIN)/python -m pytest -q
+
+SUMS = find nbs mlproj README.md -type f -not -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha1sum
+
+## readme: README.md from nbs/index.ipynb (nbdev-readme needs quarto, which cannot be installed offline)
+readme: setup
+	$(BIN)/jupyter nbconvert --to markdown --stdout --log-level WARN nbs/index.ipynb > README.md.tmp && mv README.md.tmp README.md
+
+## lab: JupyterLab on the project
+lab: setup
+	$(BIN)/jupyter lab --notebook-dir=.
+
+## lock: re-resolve requirements.lock from pyproject.toml
+lock:
+	rm -rf /tmp/mlproj-lock && $(PYTHON) -m venv /tmp/mlproj-lock && /tmp/mlproj-lock/bin/pip install -q pip==25.3 && /tmp/mlproj-lock/bin/pip install -q -e . && /tmp/mlproj-lock/bin/pip install -q --no-deps fastai==2.8.12
+	(head -2 requirements.lock; /tmp/mlproj-lock/bin/pip freeze --exclude-editable) > requirements.lock.tmp && mv requirements.lock.tmp requirements.lock
