@@ -48,7 +48,7 @@ test: setup
 	@before=$$($(SUMS)); $(BIN)/nbdev-export; $(BIN)/nbdev-clean; $(MAKE) --no-print-directory -s readme; after=$$($(SUMS)); \
 	if [ "$$before" != "$$after" ]; then echo "nbdev-export, nbdev-clean or the README changed files: run them, then commit"; \
 	  diff <(echo "$$before") <(echo "$$after") || true; exit 1; fi
-	$(BIN)/nbdev-test --n_workers 2
+	$(BIN)/nbdev-test --n-workers 2
 	$(BIN)/python -m pytest -q
 
 SUMS = find nbs mlproj README.md -type f -not -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha1sum
