@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mlproj-installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup data data-regen data-record pipeline test lab lock readme
 
