@@ -26,9 +26,11 @@ data: setup
 	elif $(BIN)/dvc pull -q data.dvc 2>/dev/null; then echo "data/ pulled from the DVC remote"; \
 	else echo "no cached or remote copy of data/: regenerating it with the deterministic collector"; \
 	  $(MAKE) --no-print-directory data-regen; \
-	  if ! $(BIN)/dvc status -q data.dvc; then $(BIN)/dvc status data.dvc; \
-	    echo "ERROR: the regenerated data/ differs from what data.dvc records (see above)"; exit 1; fi; \
-	  $(BIN)/dvc commit -q -f data.dvc; echo "data/ regenerated and verified against data.dvc"; fi
+	  cp data.dvc .dvc/tmp/data.dvc.recorded; $(BIN)/dvc commit -q -f data.dvc; \
+	  if ! cmp -s data.dvc .dvc/tmp/data.dvc.recorded; then \
+	    echo "ERROR: the regenerated data/ differs from what data.dvc records:"; diff .dvc/tmp/data.dvc.recorded data.dvc || true; \
+	    cp .dvc/tmp/data.dvc.recorded data.dvc; exit 1; fi; \
+	  echo "data/ regenerated and verified against data.dvc"; fi
 
 ## data-regen: run the collector for every raw data set (deterministic: same params, same bytes)
 data-regen: setup
