@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.mlproj-installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PATH := $(abspath $(BIN)):$(PATH)
+# every verb first runs setup; `make SETUP= data` skips it (the tests do, in scratch projects that borrow .venv)
+SETUP ?= setup
 
 .PHONY: setup data data-regen data-record pipeline test lab lock readme
 
@@ -21,7 +23,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@touch $@
 
 ## data: materialize data/ exactly as data.dvc records it, offline
-data: setup
+data: $(SETUP)
 	@if $(BIN)/dvc checkout -q data.dvc 2>/dev/null && $(BIN)/dvc status -q data.dvc; then echo "data/ from the DVC cache"; \
 	elif $(BIN)/dvc pull -q data.dvc 2>/dev/null; then echo "data/ pulled from the DVC remote"; \
 	else echo "no cached or remote copy of data/: regenerating it with the deterministic collector"; \
@@ -33,7 +35,7 @@ data: setup
 	  echo "data/ regenerated and verified against data.dvc"; fi
 
 ## data-regen: run the collector for every raw data set (deterministic: same params, same bytes)
-data-regen: setup
+data-regen: $(SETUP)
 	$(BIN)/python -m mlproj.collect --out data/synthetic
 	$(BIN)/python -m mlproj.collect --out data/later --seed $$($(BIN)/python -c 'from mlproj.core import load_params as p; print(p("collect")["later_seed"])') \
 	  --txs $$($(BIN)/python -c 'from mlproj.core import load_params as p; print(p("collect")["later_txs"])')
@@ -47,7 +49,7 @@ pipeline: data
 	$(BIN)/dvc repro
 
 ## test: fail if nbdev-export or nbdev-clean would change a file, then nbdev-test, then pytest
-test: setup
+test: $(SETUP)
 	@before=$$($(SUMS)); $(BIN)/nbdev-export; $(BIN)/nbdev-clean; $(MAKE) --no-print-directory -s readme; after=$$($(SUMS)); \
 	if [ "$$before" != "$$after" ]; then echo "nbdev-export, nbdev-clean or the README changed files: run them, then commit"; \
 	  diff <(echo "$$before") <(echo "$$after") || true; exit 1; fi
@@ -57,11 +59,11 @@ test: setup
 SUMS = find nbs mlproj README.md -type f -not -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha1sum
 
 ## readme: README.md from nbs/index.ipynb (nbdev-readme needs quarto, which cannot be installed offline)
-readme: setup
+readme: $(SETUP)
 	$(BIN)/jupyter nbconvert --to markdown --stdout --log-level WARN nbs/index.ipynb > README.md.tmp && mv README.md.tmp README.md
 
 ## lab: JupyterLab on the project
-lab: setup
+lab: $(SETUP)
 	$(BIN)/jupyter lab --notebook-dir=.
 
 ## lock: re-resolve requirements.lock from pyproject.toml

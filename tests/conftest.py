@@ -3,19 +3,16 @@ from pathlib import Path
 
 import pytest
 
-from mlproj.collect import collect
-from mlproj.core import load_params
+from mlproj.collect import TINY, collect_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"accounts": 12, "tokens": 3, "txs_per_block": 30, "nft_ids": 8}
 
 
 @pytest.fixture(scope="session")
 def tiny_raw(tmp_path_factory) -> Path:
     "A small real collection (py-evm, real bytecode): 600 transactions in 20 blocks. Treat as read-only."
     out = tmp_path_factory.mktemp("raw") / "tiny"
-    collect(out, {**load_params("collect"), **TINY}, txs=600, progress=False)
-    return out
+    return collect_tiny(out, txs=600)
 
 
 @pytest.fixture

@@ -73,3 +73,12 @@ def test_bad_set_is_refused(tmp_path):
     r = subprocess.run([sys.executable, "-m", "mlproj.collect", "--out", str(tmp_path / "x"), "--set", "nope=1"],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and "unknown key" in r.stderr and not (tmp_path / "x").exists()
+
+
+def test_reverted_transactions_keep_their_accesses(runs):
+    """Accesses are recorded as executed, so a transaction that reverts still shows what it read before failing."""
+    d, _ = runs["a"]
+    txs, acc = pd.read_parquet(d / "txs.parquet"), pd.read_parquet(d / "accesses.parquet")
+    reverted = set(txs.tx_hash[txs.status == "revert"])
+    assert reverted, "the workload should produce some reverts (e.g. transfers beyond a balance)"
+    assert acc.tx_hash.isin(reverted).any()
