@@ -1,0 +1,68 @@
+"""The serving Predictor and the request contract."""
+import json
+
+import pytest
+
+from mlproj.data import load_raw, split, to_sequences
+from mlproj.export import MAX_ACCESSES, Predictor, RequestError, validate_request
+from mlproj.tokenize import Scheme, Tokenizer, write_tokens
+from mlproj.train import train
+
+A, S = "0x" + "ab" * 20, "0x" + "00" * 31 + "01"
+GOOD = {"to": A, "selector": "0xa9059cbb", "sender": None, "input": None, "accesses": [{"address": A, "slot": S}], "k": 3, "horizon": 2}
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_raw, tmp_path_factory):
+    d = tmp_path_factory.mktemp("export")
+    parts = split(to_sequences(*load_raw(tiny_raw)), 0.2, 0.2)
+    tok = Tokenizer.fit(parts["train"], Scheme(3, 4, ("to", "selector", "sender", "args")), min_freq=1)
+    write_tokens(parts, tok, {}, d / "tokens", d / "stats.json")
+    train(d / "tokens", d / "model.pth", d / "live", n_hidden=32, epochs=1, bs=16)
+    return Predictor.load(d / "model.pth", name="t", version="1.2.3"), parts["test"].to_dict("records")
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"to": None}, "to"), ({"to": 12}, "to"), ({"to": "0x" + "ab" * 19}, "to"), ({"to": "0x" + "ag" * 20}, "to"),
+    ({"selector": "0x123"}, "selector"), ({"sender": "0x" + "1" * 39}, "sender"), ({"input": "0xabc"}, "input"),
+    ({"k": 0}, "k"), ({"k": 65}, "k"), ({"k": 2.5}, "k"), ({"k": True}, "k"), ({"horizon": -1}, "horizon"), ({"horizon": 257}, "horizon"),
+    ({"accesses": {"address": A}}, "accesses"), ({"accesses": [A]}, "accesses[0]"),
+    ({"accesses": [{"address": A, "slot": "0x01"}]}, "accesses[0].slot"),
+    ({"accesses": [{"address": A, "slot": S}] * (MAX_ACCESSES + 1)}, "accesses"),
+])
+def test_bad_requests_name_the_field(change, field):
+    with pytest.raises(RequestError) as e:
+        validate_request({**GOOD, **change})
+    assert e.value.field == field and e.value.to_json() == {"error": str(e.value), "field": field}
+
+
+def test_response_follows_the_contract(setup):
+    pred, test = setup
+    tx = test[0]
+    req = {"to": tx["to"], "selector": tx["selector"], "sender": tx["sender"], "input": tx["input"], "k": 5, "horizon": 4,
+           "accesses": [{"address": a, "slot": s} for a, s in list(zip(tx["address"], tx["slot"]))[:3]]}
+    r = json.loads(json.dumps(pred(req)))
+    assert set(r) == {"next", "sequence", "model"} and r["model"] == {"name": "t", "version": "1.2.3"}
+    assert 1 <= len(r["next"]) <= 5 and len(r["sequence"]) == 4
+    scores = [c["score"] for c in r["next"]]
+    assert scores == sorted(scores, reverse=True) and all(0 < s <= 1 for s in scores)
+    assert all(set(c) == {"address", "slot", "score"} for c in r["next"])
+
+
+def test_unknown_contract_is_answered(setup):
+    pred, _ = setup
+    r = pred({**GOOD, "to": "0x" + "12" * 20, "accesses": []})
+    assert len(r["next"]) >= 1 and len(r["sequence"]) == 2
+
+
+def test_continuation_carries_state(setup):
+    """The horizon continuation equals step-by-step prediction with the growing prefix fed back."""
+    pred, test = setup
+    tx = max(test, key=lambda t: len(t["address"]))
+    base = {"to": tx["to"], "selector": tx["selector"], "sender": tx["sender"], "input": tx["input"], "k": 1}
+    seq = pred({**base, "accesses": [], "horizon": 5})["sequence"]
+    prefix = []
+    for got in seq:
+        top = pred({**base, "accesses": prefix, "horizon": 0})["next"][0]
+        assert (got["address"], got["slot"]) == (top["address"], top["slot"])
+        prefix.append({"address": got["address"], "slot": got["slot"]})
