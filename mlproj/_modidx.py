@@ -188,4 +188,5 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'mlproj.train.make_learner': ('train.html#make_learner', 'mlproj/train.py'),
                               'mlproj.train.save_model': ('train.html#save_model', 'mlproj/train.py'),
                               'mlproj.train.token_accuracy': ('train.html#token_accuracy', 'mlproj/train.py'),
-                              'mlproj.train.train': ('train.html#train', 'mlproj/train.py')}}}
+                              'mlproj.train.train': ('train.html#train', 'mlproj/train.py'),
+                              'mlproj.train.train_tiny': ('train.html#train_tiny', 'mlproj/train.py')}}}

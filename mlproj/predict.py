@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['load_mar', 'predict_file', 'main']
 
-# %% ../nbs/08b_predict.ipynb #dd6fb0c4
+# %% ../nbs/08b_predict.ipynb #9f4c2dfa
 import argparse, contextlib, json, sys, tempfile, zipfile
 from pathlib import Path
 

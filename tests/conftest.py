@@ -19,3 +19,10 @@ def tiny_raw(tmp_path_factory) -> Path:
 def raw_copy(tiny_raw, tmp_path) -> Path:
     "A private copy of `tiny_raw` that a test may break."
     return Path(shutil.copytree(tiny_raw, tmp_path / "raw"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_raw, tmp_path_factory):
+    "A tiny trained model (scheme 3, full prompt) and its splits: `(model_path, parts)`."
+    from mlproj.train import train_tiny
+    return train_tiny(tmp_path_factory.mktemp("tiny_model"), raw=tiny_raw)

@@ -3,23 +3,16 @@ import json
 
 import pytest
 
-from mlproj.data import load_raw, split, to_sequences
 from mlproj.export import MAX_ACCESSES, Predictor, RequestError, validate_request
-from mlproj.tokenize import Scheme, Tokenizer, write_tokens
-from mlproj.train import train
 
 A, S = "0x" + "ab" * 20, "0x" + "00" * 31 + "01"
 GOOD = {"to": A, "selector": "0xa9059cbb", "sender": None, "input": None, "accesses": [{"address": A, "slot": S}], "k": 3, "horizon": 2}
 
 
 @pytest.fixture(scope="module")
-def setup(tiny_raw, tmp_path_factory):
-    d = tmp_path_factory.mktemp("export")
-    parts = split(to_sequences(*load_raw(tiny_raw)), 0.2, 0.2)
-    tok = Tokenizer.fit(parts["train"], Scheme(3, 4, ("to", "selector", "sender", "args")), min_freq=1)
-    write_tokens(parts, tok, {}, d / "tokens", d / "stats.json")
-    train(d / "tokens", d / "model.pth", d / "live", n_hidden=32, epochs=1, bs=16)
-    return Predictor.load(d / "model.pth", name="t", version="1.2.3"), parts["test"].to_dict("records")
+def setup(tiny_model):
+    path, parts = tiny_model
+    return Predictor.load(path, name="t", version="1.2.3"), parts["test"].to_dict("records")
 
 
 @pytest.mark.parametrize("change,field", [

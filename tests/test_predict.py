@@ -3,21 +3,14 @@ import json, subprocess, sys, zipfile
 
 import pytest
 
-from mlproj.data import load_raw, split, to_sequences
 from mlproj.export import build_mar, model_card
-from mlproj.tokenize import Scheme, Tokenizer, write_tokens
-from mlproj.train import train
 from conftest import ROOT
 
 
 @pytest.fixture(scope="module")
-def mar(tiny_raw, tmp_path_factory):
-    d = tmp_path_factory.mktemp("mar")
-    parts = split(to_sequences(*load_raw(tiny_raw)), 0.2, 0.2)
-    tok = Tokenizer.fit(parts["train"], Scheme(3, 4, ("to", "selector", "sender", "args")), min_freq=1)
-    write_tokens(parts, tok, {}, d / "tokens", d / "stats.json")
-    train(d / "tokens", d / "model.pth", d / "live", n_hidden=32, epochs=1, bs=16)
-    return build_mar(d / "model.pth", d / "store", "tiny", "2.0.1", model_card("2.0.1")), parts["test"].to_dict("records")
+def mar(tiny_model, tmp_path_factory):
+    path, parts = tiny_model
+    return build_mar(path, tmp_path_factory.mktemp("mar"), "tiny", "2.0.1", model_card("2.0.1")), parts["test"].to_dict("records")
 
 
 def cli(*args):
