@@ -1,6 +1,8 @@
 """The serving Predictor and the request contract."""
 import json
 
+import torch
+
 import pytest
 
 from mlproj.export import MAX_ACCESSES, Predictor, RequestError, validate_request
@@ -59,3 +61,19 @@ def test_continuation_carries_state(setup):
         top = pred({**base, "accesses": prefix, "horizon": 0})["next"][0]
         assert (got["address"], got["slot"]) == (top["address"], top["slot"])
         prefix.append({"address": got["address"], "slot": got["slot"]})
+
+
+def test_onnx_and_int8_variants(tiny_model, tmp_path):
+    from mlproj.export import OnnxLM, export_onnx, quantize, score_gap
+    from mlproj.train import load_model
+    path, parts = tiny_model
+    model, tok, cfg = load_model(path)
+    reqs = [{"to": t["to"], "selector": t["selector"], "sender": t["sender"], "input": t["input"], "k": 8,
+             "accesses": [{"address": a, "slot": s} for a, s in list(zip(t["address"], t["slot"]))[:2]]}
+            for t in parts["test"].to_dict("records")[:15]]
+    eager = Predictor(model, tok)
+    onnx = Predictor(OnnxLM(export_onnx(model, tmp_path / "m.onnx"), cfg["n_layers"], cfg["n_hidden"]), tok)
+    assert score_gap(eager, onnx, reqs) < 1e-4
+    int8 = Predictor(quantize(model), tok)
+    assert all(len(int8(r)["next"]) >= 1 for r in reqs)
+    assert model.h_o.weight.dtype == torch.float32  # quantize() leaves the original alone
