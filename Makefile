@@ -10,7 +10,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # every verb first runs setup; `make SETUP= data` skips it (the tests do, in scratch projects that borrow .venv)
 SETUP ?= setup
 
-.PHONY: setup data data-regen data-record pipeline test lab lock readme
+.PHONY: setup data data-regen data-record pipeline test lab lock readme serve serve-stop bench
 
 ## setup: create .venv with the pinned stack, the project and the python3 kernel (quick when nothing changed)
 setup: $(STAMP)
@@ -47,6 +47,20 @@ data-record: data-regen
 ## pipeline: setup, data, then every DVC stage
 pipeline: data
 	$(BIN)/dvc repro
+
+## serve: TorchServe on 127.0.0.1:8080 (management :8081) with models/mlproj.mar; keys in serve/run/key_file.json
+serve: $(SETUP)
+	@test -f models/mlproj.mar || { echo "models/mlproj.mar is missing: run make pipeline (or dvc repro export) first"; exit 1; }
+	$(BIN)/python -m mlproj.torchserve start --mar models/mlproj.mar
+
+## serve-stop: stop the TorchServe that make serve started, and every process it started
+serve-stop: $(SETUP)
+	$(BIN)/python -m mlproj.torchserve stop
+
+## bench: latency and throughput, in process and through TorchServe -> reports/benchmarks/*.json and a plot
+bench: $(SETUP)
+	@test -f models/mlproj.mar || { echo "models/mlproj.mar is missing: run make pipeline (or dvc repro export) first"; exit 1; }
+	$(BIN)/python -m mlproj.bench --mar models/mlproj.mar --onnx models/model.onnx --test artifacts/prepared/test.parquet --out reports/benchmarks
 
 ## test: fail if nbdev-export or nbdev-clean would change a file, then nbdev-test, then pytest
 test: $(SETUP)
