@@ -88,6 +88,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'mlproj.export.Predictor.__init__': ('export.html#predictor.__init__', 'mlproj/export.py'),
                                'mlproj.export.Predictor._context': ('export.html#predictor._context', 'mlproj/export.py'),
                                'mlproj.export.Predictor._continue': ('export.html#predictor._continue', 'mlproj/export.py'),
+                               'mlproj.export.Predictor.from_archive': ('export.html#predictor.from_archive', 'mlproj/export.py'),
                                'mlproj.export.Predictor.load': ('export.html#predictor.load', 'mlproj/export.py'),
                                'mlproj.export.RequestError': ('export.html#requesterror', 'mlproj/export.py'),
                                'mlproj.export.RequestError.__init__': ('export.html#requesterror.__init__', 'mlproj/export.py'),

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['load_mar', 'predict_file', 'main']
 
-# %% ../nbs/08b_predict.ipynb #9f4c2dfa
+# %% ../nbs/08b_predict.ipynb #7033460a
 import argparse, contextlib, json, sys, tempfile, zipfile
 from pathlib import Path
 
@@ -16,13 +16,13 @@ from .export import Predictor
 from .handler import answer
 
 def load_mar(path: Path | str) -> Predictor:
-    "A `Predictor` from a TorchServe archive: its `model.pth` and the name and version in its manifest."
+    "A `Predictor` from a TorchServe archive, as its handler builds it: name, version and runtime from the archive."
     path = Path(path)
     if not zipfile.is_zipfile(path): raise ValueError(f"{path}: expected a .mar archive (a zip file)")
     with zipfile.ZipFile(path) as z, tempfile.TemporaryDirectory() as d:
         manifest = json.loads(z.read("MAR-INF/MANIFEST.json"))["model"]
-        z.extract("model.pth", d)
-        return Predictor.load(Path(d) / "model.pth", name=manifest["modelName"], version=manifest["modelVersion"])
+        z.extractall(d)
+        return Predictor.from_archive(d, manifest["modelName"], manifest["modelVersion"])
 
 def predict_file(predictor: Predictor, inp: Path | str, out: Path | str, progress: bool = True) -> dict:
     "Answer each line of `inp` into the same line of `out`; return counts."

@@ -77,3 +77,22 @@ def test_onnx_and_int8_variants(tiny_model, tmp_path):
     int8 = Predictor(quantize(model), tok)
     assert all(len(int8(r)["next"]) >= 1 for r in reqs)
     assert model.h_o.weight.dtype == torch.float32  # quantize() leaves the original alone
+
+
+@pytest.mark.parametrize("runtime", ["eager", "onnx", "int8"])
+def test_the_archive_runs_the_runtime_it_names(tiny_model, tmp_path, runtime):
+    from mlproj.core import load_params
+    from mlproj.export import build_mar
+    from mlproj.predict import load_mar
+    path, parts = tiny_model
+    mar = build_mar(path, tmp_path, "m", "2.0.0", {}, {**load_params("serve"), "runtime": runtime})
+    pred = load_mar(mar)
+    kind = type(pred.model).__name__ if runtime != "int8" else type(pred.model.rnn).__module__
+    assert kind == {"eager": "AccessLM", "onnx": "OnnxLM", "int8": "torch.ao.nn.quantized.dynamic.modules.rnn"}[runtime]
+    tx = parts["test"].iloc[0].to_dict()
+    assert len(pred({"to": tx["to"], "selector": tx["selector"], "accesses": [], "k": 2})["next"]) >= 1
+
+
+def test_an_unknown_runtime_is_refused(tiny_model):
+    with pytest.raises(ValueError, match="runtime: expected eager, onnx or int8"):
+        Predictor.load(tiny_model[0], runtime="tensorrt")

@@ -5,8 +5,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from mlproj.export import MAX_ACCESSES, Predictor, build_mar, request_of
-from mlproj.handler import MAX_BODY
+from mlproj.export import MAX_ACCESSES, build_mar, request_of
+from mlproj.predict import load_mar
 from mlproj.torchserve import free_port, running, start, stop
 
 A, S = "0x" + "ab" * 20, "0x" + "00" * 32
@@ -19,7 +19,7 @@ def served(tiny_model, tmp_path_factory):
     d = tmp_path_factory.mktemp("serve")
     mars = [build_mar(path, d / v, "mlproj", v, {"note": "test"}) for v in ("1.0.0", "1.1.0")]
     srv = start(d / "run", mars, port=free_port())
-    yield srv, Predictor.load(path, name="mlproj", version="1.0.0"), parts["test"].to_dict("records")
+    yield srv, load_mar(mars[0]), parts["test"].to_dict("records")
     pgid = int((d / "run/server.pid").read_text().split()[0])
     assert stop(d / "run") and running(d / "run") is None
     assert subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True).stdout == b"", "a TorchServe process outlived stop()"
@@ -60,7 +60,7 @@ def test_a_form_body_is_refused_with_a_clear_error(served):
     assert srv.predict(good(test[0]))[0] == 200
 
 
-def test_served_answers_equal_the_in_process_predictor(served):
+def test_served_answers_equal_the_batch_cli_on_the_same_archive(served):
     srv, pred, test = served
     for tx in test[:5]:
         req = good(tx, len(tx["address"]) // 2, horizon=3)
