@@ -1,4 +1,4 @@
-import shutil
+import shutil, subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -26,3 +26,10 @@ def tiny_model(tiny_raw, tmp_path_factory):
     "A tiny trained model (scheme 3, full prompt) and its splits: `(model_path, parts)`."
     from mlproj.train import train_tiny
     return train_tiny(tmp_path_factory.mktemp("tiny_model"), raw=tiny_raw)
+
+
+def papermill(nb, out, **params):
+    "Run notebook `nb` of nbs/ with papermill, as a DVC stage does; return the finished process."
+    args = [a for k, v in params.items() for a in ("-p", k, str(v))]
+    return subprocess.run([sys.executable, "-m", "papermill", "-k", "python3", "--log-level", "WARNING",
+                           str(ROOT / "nbs" / nb), str(out), *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
