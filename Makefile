@@ -10,7 +10,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # every verb first runs setup; `make SETUP= data` skips it (the tests do, in scratch projects that borrow .venv)
 SETUP ?= setup
 
-.PHONY: setup data data-regen data-record pipeline test lab lock readme serve serve-stop bench
+.PHONY: setup data data-regen data-record pipeline test lab lock readme serve serve-stop bench promote rollback
 
 ## setup: create .venv with the pinned stack, the project and the python3 kernel (quick when nothing changed)
 setup: $(STAMP)
@@ -48,10 +48,19 @@ data-record: data-regen
 pipeline: data
 	$(BIN)/dvc repro
 
-## serve: TorchServe on 127.0.0.1:8080 (management :8081) with models/mlproj.mar; keys in serve/run/key_file.json
+## serve: TorchServe on 127.0.0.1:8080 (management :8081) with the production model (else models/mlproj.mar); keys in serve/run/key_file.json
 serve: $(SETUP)
-	@test -f models/mlproj.mar || { echo "models/mlproj.mar is missing: run make pipeline (or dvc repro export) first"; exit 1; }
-	$(BIN)/python -m mlproj.torchserve start --mar models/mlproj.mar
+	@mar=$$($(BIN)/python -c 'from mlproj.registry import Registry; r = Registry(); v = r.production(); print(r.mar(v) if v else "models/mlproj.mar")'); \
+	test -f $$mar || { echo "$$mar is missing: run make pipeline (or dvc repro export) first"; exit 1; }; \
+	$(BIN)/python -m mlproj.torchserve start --mar $$mar
+
+## promote: register models/mlproj.mar as production, and switch a running TorchServe to it (no downtime)
+promote: $(SETUP)
+	$(BIN)/python -m mlproj.registry promote models/mlproj.mar
+
+## rollback: production goes back to the previous version, in the registry and in a running TorchServe
+rollback: $(SETUP)
+	$(BIN)/python -m mlproj.registry rollback
 
 ## serve-stop: stop the TorchServe that make serve started, and every process it started
 serve-stop: $(SETUP)

@@ -185,7 +185,8 @@ def model_config(serve: dict) -> dict:
     "TorchServe's per-model settings (`model-config.yaml` in the archive) from params `serve`."
     return {"minWorkers": serve["workers"], "maxWorkers": serve["workers"], "batchSize": serve["batch_size"],
             "maxBatchDelay": serve["max_batch_delay"], "responseTimeout": serve["response_timeout"],
-            "handler": {"cache_size": serve["cache_size"], "runtime": serve["runtime"]}}
+            "handler": {"cache_size": serve["cache_size"], "runtime": serve["runtime"],
+                        "log_max_bytes": serve["log_max_bytes"], "log_backups": serve["log_backups"]}}
 
 def build_mar(model_path: Path | str, store: Path | str, name: str, version: str, card: dict, serve: dict | None = None,
               onnx_path: Path | str | None = None, profile_path: Path | str | None = None) -> Path:

@@ -11,7 +11,7 @@ from typing import Any
 from .export import Predictor, RequestError
 
 # %% auto #0
-__all__ = ['MAX_BODY', 'parse_body', 'answer', 'CachedAnswers', 'AccessHandler']
+__all__ = ['MAX_BODY', 'parse_body', 'answer', 'CachedAnswers', 'RequestLog', 'AccessHandler']
 
 # %% ../nbs/08_serve.ipynb #b433e75e
 MAX_BODY = 256 * 1024  # bytes
@@ -39,6 +39,10 @@ def _key(body: Any) -> str | bytes:
     if isinstance(body, (dict, list)): return json.dumps(body, sort_keys=True, separators=(",", ":"))
     return bytes(body) if isinstance(body, (bytes, bytearray)) else repr(body)
 
+def _loads(body):
+    try: return json.loads(body)
+    except Exception: return None
+
 class CachedAnswers:
     "`answer` behind an LRU cache of `size` bodies (0: no cache)."
     def __init__(self, predictor: Predictor, size: int):
@@ -52,6 +56,32 @@ class CachedAnswers:
         hits = self._cached.cache_info().hits
         status, resp = self._cached(_key(body))
         return status, resp, "hit" if self._cached.cache_info().hits > hits else "miss"
+
+# %% ../nbs/08_serve.ipynb #6c57b71a
+import logging, logging.handlers, time
+
+class RequestLog:
+    "Append one JSON line per answered request to a rotating, size-bounded file; never raise."
+    def __init__(self, path: str | Path | None, max_bytes: int = 10 << 20, backups: int = 3):
+        self.lost, self._log = 0, None
+        if not path: return
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            h = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+            h.setFormatter(logging.Formatter("%(message)s")); h.handleError = self._lose
+            self._log = logging.getLogger(f"mlproj.requests.{path}"); self._log.propagate = False
+            self._log.handlers[:] = [h]; self._log.setLevel(logging.INFO)
+        except OSError: self.lost += 1
+
+    def _lose(self, record): self.lost += 1
+
+    def write(self, request: Any, response: dict) -> None:
+        if self._log is None: return
+        try:
+            self._log.info(json.dumps({"ts": round(time.time(), 3), "model": response.get("model"), "request": request,
+                                       "next": [[c["address"], c["slot"], c["score"]] for c in response.get("next", [])]},
+                                      separators=(",", ":")))
+        except Exception: self.lost += 1
 
 # %% ../nbs/08_serve.ipynb #93baecc7
 try:
@@ -68,6 +98,7 @@ class AccessHandler(BaseHandler):
         self.predictor = Predictor.from_archive(props["model_dir"], model.get("modelName", "mlproj"), model.get("modelVersion", "0"))
         conf = (getattr(context, "model_yaml_config", None) or {}).get("handler", {})
         self.answers = CachedAnswers(self.predictor, int(os.environ.get("MLPROJ_CACHE_SIZE", conf.get("cache_size", 0))))
+        self.requests = RequestLog(os.environ.get("MLPROJ_REQUEST_LOG"), int(conf.get("log_max_bytes", 10 << 20)), int(conf.get("log_backups", 3)))
         self.context, self.initialized = context, True
 
     def handle(self, data, context):
@@ -78,6 +109,7 @@ class AccessHandler(BaseHandler):
                 status, resp, cache = 400, RequestError("body", "body: expected JSON sent with Content-Type: application/json").to_json(), "off"
             else: status, resp, cache = self.answers(body)
             if status != 200: context.set_response_status(status, "Bad Request", idx=i)
+            else: self.requests.write(body if isinstance(body, dict) else _loads(body), resp)
             context.set_response_header(i, "X-Cache", cache)
             out.append(resp)
         return out

@@ -152,7 +152,7 @@ def start(run_dir: Path | str = "serve/run", mars: list = (), port: int = 8080, 
     cfg = run_dir / "config.properties"
     cfg.write_text("".join(f"{k}={v}\n" for k, v in server_config(run_dir, port, config).items()))
     tmp = str(run_dir / "tmp")  # TorchServe's launcher keeps its pid file in the temporary folder: one per server
-    proc_env = {**os.environ, "TMPDIR": tmp, "TEMP": tmp, **(env or {})}
+    proc_env = {**os.environ, "TMPDIR": tmp, "TEMP": tmp, "MLPROJ_REQUEST_LOG": str(run_dir / "logs" / "requests.jsonl"), **(env or {})}
     ts = str(Path(sys.executable).parent / "torchserve")
     with open(run_dir / "server.log", "ab") as logf:
         p = subprocess.Popen([ts, "--start", "--foreground", "--ncs", "--ts-config", str(cfg), "--model-store", str(run_dir / "store")],

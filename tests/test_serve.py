@@ -129,3 +129,12 @@ def test_the_cache_can_be_switched_off(tiny_model, tmp_path):
         assert [srv.call("POST", "/predictions/mlproj", body)[1]["x-cache"] for _ in range(2)] == ["off", "off"]
     finally:
         assert stop(tmp_path / "run")
+
+
+def test_answered_requests_are_logged(served):
+    srv, _, test = served
+    req = good(test[3], 2, k=3)
+    assert srv.predict(req)[0] == 200 and srv.predict(b"{broken")[0] == 400
+    lines = [json.loads(l) for l in (srv.run_dir / "logs" / "requests.jsonl").read_text().splitlines()]
+    assert lines[-1]["request"] == req and len(lines[-1]["next"]) == 3 and lines[-1]["model"]["name"] == "mlproj"
+    assert all("error" not in l for l in lines)  # bad requests are not logged as traffic
