@@ -10,7 +10,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # every verb first runs setup; `make SETUP= data` skips it (the tests do, in scratch projects that borrow .venv)
 SETUP ?= setup
 
-.PHONY: setup data data-regen data-record pipeline test lab lock readme serve serve-stop bench promote rollback
+.PHONY: setup data data-regen data-record pipeline test lab lock readme serve serve-stop bench promote rollback monitor shadow
 
 ## setup: create .venv with the pinned stack, the project and the python3 kernel (quick when nothing changed)
 setup: $(STAMP)
@@ -65,6 +65,14 @@ rollback: $(SETUP)
 ## serve-stop: stop the TorchServe that make serve started, and every process it started
 serve-stop: $(SETUP)
 	$(BIN)/python -m mlproj.torchserve stop
+
+## monitor: drift of the logged traffic against the production model's training profile; exits 1 on an alert
+monitor: $(SETUP)
+	$(BIN)/python -m mlproj.monitor drift --log serve/run/logs/requests.jsonl --out reports/monitor
+
+## shadow: replay the logged traffic to the candidate (models/mlproj.mar) beside production
+shadow: $(SETUP)
+	$(BIN)/python -m mlproj.monitor shadow --log serve/run/logs/requests.jsonl --candidate models/mlproj.mar --out reports/monitor
 
 ## bench: latency and throughput, in process and through TorchServe -> reports/benchmarks/*.json and a plot
 bench: $(SETUP)
