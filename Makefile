@@ -10,7 +10,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # every verb first runs setup; `make SETUP= data` skips it (the tests do, in scratch projects that borrow .venv)
 SETUP ?= setup
 
-.PHONY: setup data data-regen data-record pipeline test lab lock readme serve serve-stop bench promote rollback monitor shadow
+.PHONY: setup data data-regen data-record pipeline test lab lock readme serve serve-stop bench promote rollback monitor shadow retrain
 
 ## setup: create .venv with the pinned stack, the project and the python3 kernel (quick when nothing changed)
 setup: $(STAMP)
@@ -39,6 +39,7 @@ data-regen: $(SETUP)
 	$(BIN)/python -m mlproj.collect --out data/synthetic
 	$(BIN)/python -m mlproj.collect --out data/later --seed $$($(BIN)/python -c 'from mlproj.core import load_params as p; print(p("collect")["later_seed"])') \
 	  --txs $$($(BIN)/python -c 'from mlproj.core import load_params as p; print(p("collect")["later_txs"])')
+	$(BIN)/python -m mlproj.retrain --regen-batches
 
 ## data-record: regenerate data/ and record it in data.dvc (after changing collect: params)
 data-record: data-regen
@@ -73,6 +74,10 @@ monitor: $(SETUP)
 ## shadow: replay the logged traffic to the candidate (models/mlproj.mar) beside production
 shadow: $(SETUP)
 	$(BIN)/python -m mlproj.monitor shadow --log serve/run/logs/requests.jsonl --candidate models/mlproj.mar --out reports/monitor
+
+## retrain: collect new traffic, record it, dvc repro through both gates, export, shadow-evaluate, promote if all passed
+retrain: $(SETUP)
+	$(BIN)/python -m mlproj.retrain
 
 ## bench: latency and throughput, in process and through TorchServe -> reports/benchmarks/*.json and a plot
 bench: $(SETUP)

@@ -18,8 +18,8 @@ from .collect import ACCESSES_SCHEMA, TXS_SCHEMA
 from .core import atomic_path, get_logger, project_root
 
 # %% auto #0
-__all__ = ['VALUE_CHECKS', 'SCHEMAS', 'LENGTH_BINS', 'log', 'RawDataError', 'read_checked', 'check_structure', 'load_raw',
-           'to_sequences', 'sample', 'split', 'small_slot', 'profile', 'write_prepared']
+__all__ = ['VALUE_CHECKS', 'SCHEMAS', 'BLOCK_STRIDE', 'LENGTH_BINS', 'log', 'RawDataError', 'read_checked', 'check_structure',
+           'load_raw', 'to_sequences', 'load_sequences', 'sample', 'split', 'small_slot', 'profile', 'write_prepared']
 
 # %% ../nbs/02_data.ipynb #d58cfcd3
 class RawDataError(ValueError):
@@ -98,6 +98,17 @@ def to_sequences(txs: pd.DataFrame, accesses: pd.DataFrame) -> pd.DataFrame:
     seq = txs.sort_values(["block", "tx_index"], kind="stable").join(lists, on="tx_hash")
     for c in ("op", "address", "slot"): seq[c] = seq[c].apply(lambda v: v if isinstance(v, list) else [])
     return seq.reset_index(drop=True)
+
+# %% ../nbs/02_data.ipynb #3ae457a0
+BLOCK_STRIDE = 1_000_000
+
+def load_sequences(raw_dirs: list[Path | str]) -> pd.DataFrame:
+    "Validated transaction sequences of one or more raw folders, oldest first, later folders' blocks after earlier ones'."
+    out = []
+    for i, d in enumerate(raw_dirs):
+        seqs = to_sequences(*load_raw(d))
+        out.append(seqs.assign(block=seqs.block + i * BLOCK_STRIDE))
+    return pd.concat(out, ignore_index=True)
 
 # %% ../nbs/02_data.ipynb #249ed0ca
 def sample(seqs: pd.DataFrame, frac: float, seed: int = 0) -> pd.DataFrame:
