@@ -63,15 +63,16 @@ def data_gate(parts: dict[str, pd.DataFrame], prof: dict, params: dict, producti
     return enforce("data", checks)
 
 # %% ../nbs/07b_gates.ipynb #afc4c4e7
-def model_gate(metrics: dict, p99_ms: float, params: dict, production: dict | None = None) -> dict:
-    "Check a candidate's evaluate-stage `metrics` and latency; raise `GateError` on a failure."
+def model_gate(metrics: dict, p99_ms: float, params: dict, vs_production: dict | None = None) -> dict:
+    "Check a candidate's evaluate-stage `metrics`, latency and `vs_production` ({version, candidate, production} acc@1 on the same transactions)."
     test = metrics["test"]
     acc = test["lstm"]["acc@1"]
     best_name, best = max(((n, m["acc@1"]) for n, m in test.items() if n != "lstm"), key=lambda e: e[1])
-    prod = production["test"]["lstm"]["acc@1"] if production else None
+    vp = vs_production
     checks = [check("acc@1 on test", acc, params["min_acc1"]),
               check(f"acc@1 margin over the best baseline ({best_name})", acc - best, params["min_margin"]),
               check("in-process p99 latency (ms)", p99_ms, params["max_p99_ms"], "max"),
-              check("acc@1 change against production", None if prod is None else acc - prod, -params["max_regression"],
-                    note="" if prod is not None else "nothing in production yet: skipped")]
+              check(f"acc@1 change against production {vp['version']} on the same test transactions" if vp else "acc@1 change against production",
+                    vp["candidate"] - vp["production"] if vp else None, -params["max_regression"],
+                    note=f"candidate {vp['candidate']:.4f}, production {vp['production']:.4f}" if vp else "nothing in production yet: skipped")]
     return enforce("model", checks)

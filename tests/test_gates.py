@@ -45,3 +45,17 @@ def test_model_gate_stops_export_and_writes_nothing(tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "model gate failed" in out and "acc@1 on test:" in out and "below the minimum 0.99" in out, out[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nb.ipynb"]
+
+
+def test_export_compares_with_production_on_the_same_transactions(tiny_model, tmp_path):
+    "With a model in production, the export stage runs both on the same test transactions and versions the candidate after it."
+    model_path, _ = tiny_model
+    Registry(tmp_path / "registry").promote(build_mar(model_path, tmp_path / "v1", "mlproj", "1.4.2", {
+        "version": "1.4.2", "git_revision": "x", "data_dvc": {"md5": "other data"}, "params": {}, "metrics": {}}))
+    r = papermill("07_export.ipynb", tmp_path / "nb.ipynb", out_dir=tmp_path / "models", report_path=tmp_path / "export.json",
+                  registry_dir=tmp_path / "registry", max_regression=1.0)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    rep = json.loads((tmp_path / "export.json").read_text())
+    assert (rep["version"], rep["parent"]) == ("2.0.0", "1.4.2")  # other data: a major version
+    vs = [c for c in rep["gate"]["checks"] if c["check"].startswith("acc@1 change against production 1.4.2")]
+    assert len(vs) == 1 and vs[0]["value"] is not None and "candidate" in vs[0]["note"]
