@@ -65,6 +65,9 @@ class Predictor:
         torch.set_num_threads(threads)
         self.lm, self.tok, self.info = LMPredictor(model.eval(), tok), tok, {"name": name, "version": version}
         self.model = self.lm.model
+        # int8 quantizes activations with a scale taken from the whole batch: a request's answer would depend on its
+        # neighbours in a TorchServe batch, so only float models answer several requests in one pass
+        self.batch_invariant = not any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in getattr(model, "modules", list)())
 
     @classmethod
     def load(cls, path, runtime: str = "eager", onnx_path=None, **kw) -> "Predictor":
@@ -87,19 +90,44 @@ class Predictor:
         a, s = acc[-1]
         return (a, s[2 : 66 - self.tok.scheme.suffix_hex])
 
-    @torch.inference_mode()
     def __call__(self, req: dict) -> dict:
         "The response to a request; raise `RequestError` if it breaks the contract."
-        r = validate_request(req)
-        tx = {"to": r["to"], "selector": r["selector"], "sender": r["sender"], "input": r["input"],
-              "address": [a for a, _ in r["accesses"]], "slot": [s for _, s in r["accesses"]]}
-        ids = self.tok.encode(tx)[:-1]  # the prompt and the accesses so far, without xxeos
-        logits, state = self.model.step(torch.tensor([ids]))
-        ctx = self._context(r["accesses"])
-        best = self.lm._search(logits, state, [ctx], r["k"])[0]
-        seq = self._continue(logits, state, ctx, r["horizon"])
-        return {"next": [{"address": a, "slot": s, "score": round(math.exp(lp), 6)} for lp, (a, s) in best],
-                "sequence": [{"address": a, "slot": s} for a, s in seq], "model": self.info}
+        out = self.many([req])[0]
+        if isinstance(out, RequestError): raise out
+        return out
+
+    @torch.inference_mode()
+    def many(self, reqs: list) -> list:
+        "Responses to several requests (one LSTM pass over all their prefixes); a bad request gets its `RequestError`."
+        if len(reqs) > 1 and not self.batch_invariant: return [self.many([q])[0] for q in reqs]
+        out, good = [None] * len(reqs), []
+        for i, q in enumerate(reqs):
+            try: good.append((i, validate_request(q)))
+            except RequestError as e: out[i] = e
+        if not good: return out
+        txs = [{"to": r["to"], "selector": r["selector"], "sender": r["sender"], "input": r["input"],
+                "address": [a for a, _ in r["accesses"]], "slot": [s for _, s in r["accesses"]]} for _, r in good]
+        logits, (h, c) = self._prefix_states([self.tok.encode(tx)[:-1] for tx in txs])  # prompt and accesses, no xxeos
+        ctxs = [self._context(r["accesses"]) for _, r in good]
+        for k in sorted({r["k"] for _, r in good}):
+            rows = [j for j, (_, r) in enumerate(good) if r["k"] == k]; ri = torch.tensor(rows)
+            for j, best in zip(rows, self.lm._search(logits[ri], (h[:, ri], c[:, ri]), [ctxs[j] for j in rows], k)):
+                i, r = good[j]
+                seq = self._continue(logits[j : j + 1], (h[:, j : j + 1], c[:, j : j + 1]), ctxs[j], r["horizon"])
+                out[i] = {"next": [{"address": a, "slot": s, "score": round(math.exp(lp), 6)} for lp, (a, s) in best],
+                          "sequence": [{"address": a, "slot": s} for a, s in seq], "model": self.info}
+        return out
+
+    def _prefix_states(self, ids: list[list[int]]):
+        "Next-token logits and LSTM state after each token sequence: one packed pass for a torch model, else one by one."
+        if len(ids) > 1 and isinstance(self.model, torch.nn.Module):  # float torch: packed (ONNX: one by one)
+            x = torch.nn.utils.rnn.pad_sequence([torch.tensor(s) for s in ids], batch_first=True)
+            packed = torch.nn.utils.rnn.pack_padded_sequence(self.model.i_h(x), torch.tensor([len(s) for s in ids]),
+                                                             batch_first=True, enforce_sorted=False)
+            _, (h, c) = self.model.rnn(packed)  # the state at each sequence's own end, in the input order
+            return self.model.h_o(h[-1]), (h, c)
+        res = [self.model.step(torch.tensor([s])) for s in ids]
+        return torch.cat([lg for lg, _ in res]), tuple(torch.cat([st[i] for _, st in res], 1) for i in (0, 1))
 
     def _continue(self, logits, state, ctx, n: int) -> list:
         "Greedy continuation of `n` accesses: the likeliest token the grammar allows, one LSTM step per token."

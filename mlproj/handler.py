@@ -32,30 +32,39 @@ def answer(predictor: Predictor, body: Any) -> tuple[int, dict]:
     except RequestError as e: return 400, e.to_json()
 
 # %% ../nbs/08_serve.ipynb #89acf48f
-import functools, os
+import os
+from collections import OrderedDict
 
 def _key(body: Any) -> str | bytes:
     "A hashable cache key: canonical JSON for a parsed body, the bytes otherwise."
     if isinstance(body, (dict, list)): return json.dumps(body, sort_keys=True, separators=(",", ":"))
     return bytes(body) if isinstance(body, (bytes, bytearray)) else repr(body)
 
-def _loads(body):
-    try: return json.loads(body)
-    except Exception: return None
-
 class CachedAnswers:
-    "`answer` behind an LRU cache of `size` bodies (0: no cache)."
+    "Answers to a batch of bodies, through an LRU cache of `size` bodies (0: no cache) and one `Predictor.many` call."
     def __init__(self, predictor: Predictor, size: int):
-        self.predictor, self.size = predictor, size
-        self._cached = functools.lru_cache(maxsize=size)(self._answer) if size else None
-    def _answer(self, key):
-        return answer(self.predictor, key if isinstance(key, bytes) else key.encode())
-    def __call__(self, body: Any) -> tuple[int, dict, str]:
-        "Status, response and `hit`, `miss` or `off`."
-        if not self._cached: return (*answer(self.predictor, body), "off")
-        hits = self._cached.cache_info().hits
-        status, resp = self._cached(_key(body))
-        return status, resp, "hit" if self._cached.cache_info().hits > hits else "miss"
+        self.predictor, self.size, self.cache = predictor, size, OrderedDict()
+
+    def _keep(self, key, res):
+        if key is None: return
+        self.cache[key] = res
+        if len(self.cache) > self.size: self.cache.popitem(last=False)
+
+    def batch(self, bodies: list) -> list[tuple[int, dict, str]]:
+        "Status, response and `hit`, `miss` or `off` for each body."
+        out, todo, tag = [None] * len(bodies), [], "miss" if self.size else "off"
+        for i, b in enumerate(bodies):
+            key = _key(b) if self.size else None
+            if key is not None and key in self.cache:
+                self.cache.move_to_end(key); out[i] = (*self.cache[key], "hit"); continue
+            try: todo.append((i, key, parse_body(b)))
+            except RequestError as e: out[i] = (400, e.to_json(), tag); self._keep(key, out[i][:2])
+        for (i, key, _), a in zip(todo, self.predictor.many([q for _, _, q in todo]) if todo else []):
+            res = (400, a.to_json()) if isinstance(a, RequestError) else (200, a)
+            out[i] = (*res, tag); self._keep(key, res)
+        return out
+
+    def __call__(self, body: Any) -> tuple[int, dict, str]: return self.batch([body])[0]
 
 # %% ../nbs/08_serve.ipynb #6c57b71a
 import logging, logging.handlers, time
@@ -102,12 +111,13 @@ class AccessHandler(BaseHandler):
         self.context, self.initialized = context, True
 
     def handle(self, data, context):
+        bodies = [row.get("body") if row.get("body") is not None else row.get("data") for row in data]
+        form = {i for i, (row, b) in enumerate(zip(data, bodies)) if b is None and row}  # TorchServe decoded a form body into fields
+        answers = iter(self.answers.batch([b for i, b in enumerate(bodies) if i not in form]))
         out = []
-        for i, row in enumerate(data):
-            body = row.get("body") if row.get("body") is not None else row.get("data")
-            if body is None and row:  # TorchServe decoded a form body into fields: the client did not send JSON
-                status, resp, cache = 400, RequestError("body", "body: expected JSON sent with Content-Type: application/json").to_json(), "off"
-            else: status, resp, cache = self.answers(body)
+        for i, body in enumerate(bodies):
+            if i in form: status, resp, cache = 400, RequestError("body", "body: expected JSON sent with Content-Type: application/json").to_json(), "off"
+            else: status, resp, cache = next(answers)
             if status != 200: context.set_response_status(status, "Bad Request", idx=i)
             else: self.requests.write(body if isinstance(body, dict) else _loads(body), resp)
             context.set_response_header(i, "X-Cache", cache)
