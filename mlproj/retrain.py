@@ -50,9 +50,13 @@ def set_param(path: Path, dotted: str, value) -> None:
 
 # %% ../nbs/10_retrain.ipynb #21329e76
 def _run(cmd: list[str], root: Path, what: str) -> subprocess.CompletedProcess:
+    "Run `cmd`, showing its output as it comes (dvc's stages and progress bars) and keeping it for the report."
     log.info("%s: %s", what, " ".join(cmd))
-    r = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
-    if r.returncode: log.error("%s failed:\n%s", what, (r.stdout + r.stderr)[-4000:])
+    lines = []
+    with subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as p:
+        for line in p.stdout: sys.stderr.write(line); lines.append(line)
+    r = subprocess.CompletedProcess(cmd, p.returncode, "".join(lines), "")
+    if r.returncode: log.error("%s failed (exit %d)", what, r.returncode)
     return r
 
 def _gate_message(out: str) -> str:
