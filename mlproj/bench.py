@@ -127,6 +127,8 @@ def plot(reports: dict, concurrency: int = 8) -> plt.Figure:
     for yi, (_, _, g) in zip(y, rows):
         if g: ax.plot([g, g], [yi - 0.45, yi + 0.45], "k--", lw=1)
     ax.set_yticks(y, [r[0] for r in rows]); ax.set_xlabel("ms (dashed: the p50 goal)"); ax.set_xscale("log")
+    ticks = [t for t in (0.5, 1, 2, 4, 10, 20, 50, 100, 200) if t <= 2 * max(r[1]["p99_ms"] for r in rows)]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks]); ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     rps = ts[f"concurrency_{concurrency}"]["requests_per_s"]
     ax.set_title(f"Latency per request; TorchServe at concurrency {concurrency}: {rps:.0f} requests/s (goal {GOALS['torchserve_c8_rps']:.0f})")
     ax.legend(loc="lower right"); fig.tight_layout()
