@@ -4,7 +4,7 @@
 
 # %% ../nbs/08d_bench.ipynb #8073d965
 from __future__ import annotations
-import argparse, json, os, tempfile, threading, time, zipfile
+import argparse, json, os, sys, tempfile, threading, time, zipfile
 from pathlib import Path
 
 import matplotlib
@@ -26,6 +26,10 @@ log = get_logger("bench")
 GOALS = {"in_process_p50_ms": 2.0, "torchserve_c1_p50_ms": 4.0, "torchserve_c1_p99_ms": 10.0,
          "torchserve_c8_rps": 800.0, "horizon16_p50_ms": 10.0}
 
+def _bars() -> bool:
+    "Progress bars in a notebook or a terminal; not in a log file, where each update would be a line."
+    return "ipykernel" in sys.modules or sys.stderr.isatty()
+
 def stats(seconds) -> dict:
     "p50, p99 and mean of `seconds`, in ms, and the count."
     ms = 1000 * np.asarray(seconds, dtype=float)
@@ -37,7 +41,7 @@ def in_process(predictors: dict[str, Predictor], reqs: list[dict], warmup: int =
     for r in reqs[:warmup]:
         for p in predictors.values(): p(r)
     times = {n: [] for n in predictors}
-    for r in progress_bar(reqs, leave=False):
+    for r in progress_bar(reqs, leave=False, display=_bars()):
         for n, p in predictors.items():
             t0 = time.perf_counter(); p(r); times[n].append(time.perf_counter() - t0)
     out = {n: stats(t) for n, t in times.items()}
@@ -50,7 +54,7 @@ def http_latency(srv: Server, bodies: list[bytes], warmup: int = 20) -> dict:
     "Sequential (concurrency 1) latency of prediction calls."
     for b in bodies[:warmup]: srv.call("POST", "/predictions/mlproj", b)
     times, bad = [], 0
-    for b in progress_bar(bodies, leave=False):
+    for b in progress_bar(bodies, leave=False, display=_bars()):
         t0 = time.perf_counter(); status = srv.call("POST", "/predictions/mlproj", b)[0]; times.append(time.perf_counter() - t0)
         bad += status != 200
     return {**stats(times), "errors": bad}
