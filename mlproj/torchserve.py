@@ -167,7 +167,7 @@ def start(run_dir: Path | str = "serve/run", mars: list = (), port: int = 8080, 
             if (run_dir / "key_file.json").exists():
                 try:
                     if server.call("GET", "/ping", timeout=5)[0] == 200: break  # token auth covers /ping too
-                except OSError: pass
+                except (OSError, ValueError, KeyError): pass  # not listening yet, or the key file is still being written
             if time.monotonic() > deadline: raise ServeError(f"TorchServe did not answer within {timeout} s")
             time.sleep(0.25)
         for mar in mars: server.register(mar)
