@@ -15,8 +15,9 @@ from .model import FINAL, LMPredictor
 from .train import load_model
 
 # %% auto #0
-__all__ = ['MAX_ACCESSES', 'LIMITS', 'RequestError', 'validate_request', 'Predictor', 'export_onnx', 'OnnxLM', 'quantize',
-           'score_gap', 'model_card', 'model_config', 'build_mar', 'request_of', 'requests_from', 'compare_variants']
+__all__ = ['MAX_ACCESSES', 'LIMITS', 'RequestError', 'request_tx', 'validate_request', 'Predictor', 'export_onnx', 'OnnxLM',
+           'quantize', 'score_gap', 'model_card', 'model_config', 'build_mar', 'request_of', 'requests_from',
+           'compare_variants']
 
 # %% ../nbs/07_export.ipynb #32d2c308
 MAX_ACCESSES = 1024
@@ -41,6 +42,11 @@ def _int(value, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int): raise RequestError(field, f"{field}: expected an integer, got {type(value).__name__}")
     if not lo <= value <= hi: raise RequestError(field, f"{field}: expected {lo}..{hi}, got {value}")
     return value
+
+def request_tx(r: dict) -> dict:
+    "A validated request as the transaction-so-far that `Tokenizer.encode` reads."
+    return {"to": r["to"], "selector": r["selector"], "sender": r["sender"], "input": r["input"],
+            "address": [a for a, _ in r["accesses"]], "slot": [s for _, s in r["accesses"]]}
 
 def validate_request(req: Any) -> dict:
     "The request, checked and normalized (lowercase hex, defaults filled); raise `RequestError` naming the field."
@@ -105,9 +111,7 @@ class Predictor:
             try: good.append((i, validate_request(q)))
             except RequestError as e: out[i] = e
         if not good: return out
-        txs = [{"to": r["to"], "selector": r["selector"], "sender": r["sender"], "input": r["input"],
-                "address": [a for a, _ in r["accesses"]], "slot": [s for _, s in r["accesses"]]} for _, r in good]
-        logits, (h, c) = self._prefix_states([self.tok.encode(tx)[:-1] for tx in txs])  # prompt and accesses, no xxeos
+        logits, (h, c) = self._prefix_states([self.tok.encode(request_tx(r))[:-1] for _, r in good])  # prompt and accesses, no xxeos
         ctxs = [self._context(r["accesses"]) for _, r in good]
         for k in sorted({r["k"] for _, r in good}):
             rows = [j for j, (_, r) in enumerate(good) if r["k"] == k]; ri = torch.tensor(rows)
@@ -197,7 +201,7 @@ def score_gap(a: Predictor, b: Predictor, requests: list[dict]) -> float:
 # %% ../nbs/07_export.ipynb #0eb14a9b
 import json, shutil, subprocess, sys, tempfile
 
-from .core import project_root
+from .core import load_params, project_root
 
 def model_card(version: str, metrics_path: Path | str | None = None, parent: str | None = None) -> dict:
     "Lineage of the model being exported: git revision, data.dvc hash, params, metrics, parent version."
@@ -207,7 +211,7 @@ def model_card(version: str, metrics_path: Path | str | None = None, parent: str
     data = yaml.safe_load((root / "data.dvc").read_text())["outs"][0]
     metrics = json.loads(Path(metrics_path).read_text()) if metrics_path and Path(metrics_path).exists() else {}
     return {"version": version, "parent": parent, "git_revision": rev, "git_dirty": dirty, "data_dvc": {"md5": data["md5"], "size": data.get("size")},
-            "params": yaml.safe_load((root / "params.yaml").read_text()), "metrics": metrics}
+            "params": load_params(), "metrics": metrics}
 
 def model_config(serve: dict) -> dict:
     "TorchServe's per-model settings (`model-config.yaml` in the archive) from params `serve`."
@@ -220,7 +224,7 @@ def build_mar(model_path: Path | str, store: Path | str, name: str, version: str
               onnx_path: Path | str | None = None, profile_path: Path | str | None = None) -> Path:
     "Build `<store>/<name>.mar` from a checkpoint (and its ONNX form), the model card, the handler and the serving settings; atomically."
     store = Path(store); store.mkdir(parents=True, exist_ok=True)
-    serve = serve or yaml.safe_load((project_root() / "params.yaml").read_text())["serve"]
+    serve = serve or load_params("serve")
     with tempfile.TemporaryDirectory() as d:
         d = Path(d); shutil.copy(model_path, d / "model.pth")
         # TorchServe imports the archive's handler.py as a top-level module: a stub naming the installed handler
@@ -228,7 +232,7 @@ def build_mar(model_path: Path | str, store: Path | str, name: str, version: str
         handler.write_text("from mlproj.handler import AccessHandler\n\n\nclass Handler(AccessHandler):\n"
                            "    \"The mlproj handler (mlproj.handler.AccessHandler).\"\n")
         (d / "model_card.json").write_text(json.dumps(card, indent=1) + "\n")
-        (d / "params.yaml").write_text((project_root() / "params.yaml").read_text())
+        shutil.copy(project_root() / "params.yaml", d / "params.yaml")
         (d / "model-config.yaml").write_text(yaml.safe_dump(model_config(serve)))
         extra = [d / "model_card.json", d / "params.yaml"]
         if profile_path: shutil.copy(profile_path, d / "profile.json"); extra.append(d / "profile.json")  # for drift checks

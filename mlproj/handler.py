@@ -11,7 +11,7 @@ from typing import Any
 from .export import Predictor, RequestError
 
 # %% auto #0
-__all__ = ['MAX_BODY', 'parse_body', 'answer', 'CachedAnswers', 'RequestLog', 'AccessHandler']
+__all__ = ['MAX_BODY', 'parse_body', 'answer', 'CachedAnswers', 'log_entry', 'RequestLog', 'AccessHandler']
 
 # %% ../nbs/08_serve.ipynb #b433e75e
 MAX_BODY = 256 * 1024  # bytes
@@ -69,6 +69,11 @@ class CachedAnswers:
 # %% ../nbs/08_serve.ipynb #6c57b71a
 import logging, logging.handlers, time
 
+def log_entry(request: Any, response: dict) -> dict:
+    "One line of the request log: time, model, request and the candidates as [address, slot, score]."
+    return {"ts": round(time.time(), 3), "model": response.get("model"), "request": request,
+            "next": [[c["address"], c["slot"], c["score"]] for c in response.get("next", [])]}
+
 class RequestLog:
     "Append one JSON line per answered request to a rotating, size-bounded file; never raise."
     def __init__(self, path: str | Path | None, max_bytes: int = 10 << 20, backups: int = 3):
@@ -87,9 +92,7 @@ class RequestLog:
     def write(self, request: Any, response: dict) -> None:
         if self._log is None: return
         try:
-            self._log.info(json.dumps({"ts": round(time.time(), 3), "model": response.get("model"), "request": request,
-                                       "next": [[c["address"], c["slot"], c["score"]] for c in response.get("next", [])]},
-                                      separators=(",", ":")))
+            self._log.info(json.dumps(log_entry(request, response), separators=(",", ":")))
         except Exception: self.lost += 1
 
 # %% ../nbs/08_serve.ipynb #93baecc7

@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 
 from .core import atomic_path, get_logger, load_params
-from .export import Predictor, validate_request
+from .export import Predictor, request_tx, validate_request
 from .gates import js_divergence
 from .tokenize import UNK
 
 # %% auto #0
-__all__ = ['log', 'read_log', 'low_confidence_share', 'drift', 'truths', 'shadow', 'plot_drift', 'monitor', 'main']
+__all__ = ['log', 'read_log', 'top_scores', 'low_confidence_share', 'drift', 'truths', 'shadow', 'plot_drift', 'monitor', 'main']
 
 # %% ../nbs/09_monitor.ipynb #329b01f6
 log = get_logger("monitor")
@@ -50,9 +50,13 @@ def _fold(shares: dict[str, float], known: dict[str, float]) -> dict[str, float]
 
 def _header(r: dict) -> tuple: return (r["to"], r["selector"], r["sender"], r["input"])
 
+def top_scores(entries: list[dict]) -> list[float]:
+    "The score of the best candidate of each logged answer (0 when it had none)."
+    return [e["next"][0][2] if e.get("next") else 0.0 for e in entries]
+
 def low_confidence_share(entries: list[dict], low_score: float) -> float:
-    "The share of logged answers (or responses) whose best candidate scores below `low_score`."
-    top = [(e["next"][0][2] if isinstance(e["next"][0], list) else e["next"][0]["score"]) if e.get("next") else 0.0 for e in entries]
+    "The share of logged answers (`log_entry`) whose best candidate scores below `low_score`."
+    top = top_scores(entries)
     return float(np.mean([t < low_score for t in top])) if top else 0.0
 
 def drift(entries: list[dict], profile: dict, tok, params: dict, reference: dict | None = None) -> dict:
@@ -60,11 +64,8 @@ def drift(entries: list[dict], profile: dict, tok, params: dict, reference: dict
     reqs = [validate_request(e["request"]) for e in entries]
     unk, total = 0, 0
     for r in reqs:
-        tx = {"to": r["to"], "selector": r["selector"], "sender": r["sender"], "input": r["input"],
-              "address": [a for a, _ in r["accesses"]], "slot": [s for _, s in r["accesses"]]}
-        toks = tok.encode(tx)
+        toks = tok.encode(request_tx(r))
         unk += sum(t == tok.vocab.stoi[UNK] for t in toks); total += len(toks)
-    top = [e["next"][0][2] if e.get("next") else 0.0 for e in entries]
     p99 = profile["lengths"]["p99"]
     txs = {_header(r): r for r in reqs}.values()  # the profile counts transactions; a node asks once per access
     live = {"to": _shares(r["to"] for r in txs), "selectors": _shares(r["selector"] for r in txs)}
@@ -78,7 +79,7 @@ def drift(entries: list[dict], profile: dict, tok, params: dict, reference: dict
     checks = {k: {"value": float(v), "max": float(t), "alert": bool(v > t)} for k, (v, t) in m.items()}
     return {"requests": len(reqs), "transactions": len(txs), "checks": checks, "alert": any(c["alert"] for c in checks.values()),
             "live": {**live,
-                     "prefix_lengths": Counter(len(r["accesses"]) for r in reqs), "top_scores": top}}
+                     "prefix_lengths": Counter(len(r["accesses"]) for r in reqs), "top_scores": top_scores(entries)}}
 
 # %% ../nbs/09_monitor.ipynb #a6ce648e
 def truths(reqs: list[dict]) -> list[tuple | None]:

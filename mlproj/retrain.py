@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse, json, re, subprocess, sys, time
 from pathlib import Path
 
+import yaml
+
 from .collect import collect
 from .core import atomic_path, get_logger, load_params, project_root
 
@@ -87,7 +89,7 @@ def retrain(root: Path | str | None = None, txs: int | None = None, union: bool 
     set_param(root / "params.yaml", "retrain.batches", [*(cfg.get("batches") or []), {"seed": seed, "txs": txs}])
     done("collect", batch=batch, seed=seed, **summary)
     if _run([str(bin_ / "dvc"), "add", "-q", "data"], root, "record").returncode: return finish(False, "dvc add data failed")
-    done("record", data_dvc=(root / "data.dvc").read_text().split("md5: ")[1].split()[0])
+    done("record", data_dvc=yaml.safe_load((root / "data.dvc").read_text())["outs"][0]["md5"])
     source = new_source(params["data"]["source"], batch, union)
     set_param(root / "params.yaml", "data.source", source)
     r = _run([str(bin_ / "dvc"), "repro"], root, "dvc repro")
@@ -103,9 +105,9 @@ def retrain(root: Path | str | None = None, txs: int | None = None, union: bool 
 
     reg, candidate = Registry(root / params["gates"]["registry"]), root / "models/mlproj.mar"
     if reg.production():
-        entries, _ = read_log(root / "serve/run/logs/requests.jsonl", load_params("monitor", root / "params.yaml")["window"])
+        entries, _ = read_log(root / "serve/run/logs/requests.jsonl", params["monitor"]["window"])
         origin = "request log"
-        if len(entries) < load_params("monitor", root / "params.yaml")["min_requests"]:  # too little live traffic: replay the new batch's test split
+        if len(entries) < params["monitor"]["min_requests"]:  # too little live traffic: replay the new batch's test split
             test = pd.read_parquet(root / "artifacts/prepared/test.parquet").to_dict("records")[:300]
             entries = [{"request": request_of(t, n)} for t in test for n in range(len(t["address"]) + 1)]
             origin = "new test transactions, every prefix"

@@ -45,12 +45,14 @@ class Server:
     "A running TorchServe: its run folder and ports."
     def __init__(self, run_dir: Path | str, port: int):
         self.run_dir, self.port = Path(run_dir), port
-        self._conns = {}
+        self._conns, self._keys = {}, None
 
     def keys(self) -> dict[str, str]:
-        "The inference and management keys TorchServe wrote (token auth)."
-        k = json.loads((self.run_dir / "key_file.json").read_text())
-        return {"inference": k["inference"]["key"], "management": k["management"]["key"]}
+        "The inference and management keys TorchServe wrote (token auth), read once."
+        if self._keys is None:
+            k = json.loads((self.run_dir / "key_file.json").read_text())
+            self._keys = {"inference": k["inference"]["key"], "management": k["management"]["key"]}
+        return self._keys
 
     def call(self, method: str, path: str, body: bytes | None = None, api: str = "inference", key: bool = True,
              content_type: str = "application/json", timeout: float = 60) -> tuple[int, dict, bytes]:

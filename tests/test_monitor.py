@@ -9,6 +9,7 @@ from mlproj.core import load_params
 from mlproj.data import load_raw, profile, to_sequences
 from mlproj.export import build_mar, request_of
 from mlproj.monitor import low_confidence_share, main, read_log, shadow, truths
+from mlproj.handler import log_entry
 from mlproj.predict import load_mar
 from mlproj.export import validate_request
 from mlproj.torchserve import free_port, start, stop
@@ -25,7 +26,7 @@ def archive(tiny_model, tmp_path_factory):
     (d / "profile.json").write_text(json.dumps(profile(parts["train"])))
     pred = load_mar(build_mar(path, d / "plain", "mlproj", "1.0.0", {}))
     reqs = [request_of(tx, n) for tx in parts["test"].to_dict("records") for n in range(len(tx["address"]))]
-    ref = low_confidence_share([pred(r) for r in reqs], load_params("monitor")["low_score"])
+    ref = low_confidence_share([log_entry(r, pred(r)) for r in reqs], load_params("monitor")["low_score"])
     card = {"version": "1.0.0", "reference": {"low_confidence_share": ref}}
     return build_mar(path, d, "mlproj", "1.0.0", card, profile_path=d / "profile.json")
 
