@@ -34,12 +34,9 @@ data: $(SETUP)
 	    cp .dvc/tmp/data.dvc.recorded data.dvc; exit 1; fi; \
 	  echo "data/ regenerated and verified against data.dvc"; fi
 
-## data-regen: run the collector for every raw data set (deterministic: same params, same bytes)
+## data-regen: collect every raw data set in one run, as one chain: data/synthetic, data/later, each retrain batch (deterministic)
 data-regen: $(SETUP)
-	$(BIN)/python -m mlproj.collect --out data/synthetic
-	$(BIN)/python -m mlproj.collect --out data/later --seed $$($(BIN)/python -c 'from mlproj.core import load_params as p; print(p("collect")["later_seed"])') \
-	  --txs $$($(BIN)/python -c 'from mlproj.core import load_params as p; print(p("collect")["later_txs"])')
-	$(BIN)/python -m mlproj.retrain --regen-batches
+	$(BIN)/python -m mlproj.collect --chain
 
 ## data-record: regenerate data/ and record it in data.dvc (after changing collect: params)
 data-record: data-regen

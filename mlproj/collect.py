@@ -5,7 +5,7 @@
 # %% ../nbs/01_collect.ipynb #1eed664f
 from __future__ import annotations
 import argparse, contextlib, copy, fcntl, functools, json, subprocess, sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,15 +21,17 @@ from eth._utils.address import generate_contract_address
 from eth_abi import encode
 from eth_keys import keys
 from eth_utils import keccak, function_signature_to_4byte_selector
+from fastcore.basics import patch
 from fastprogress.fastprogress import progress_bar
 
 from .core import atomic_path, get_logger, load_params, project_root
 
 # %% auto #0
 __all__ = ['CHAIN_ID', 'GAS_PRICE', 'GENESIS_TIME', 'TXS_SCHEMA', 'ACCESSES_SCHEMA', 'CONTRACT_PACKAGES', 'ARTIFACTS', 'MAX',
-           'DEADLINE', 'MINTER_ROLE', 'log', 'TINY', 'TxTrace', 'capturing', 'Devnet', 'hex_address', 'hex_slot',
-           'trace_rows', 'block_gas', 'write_raw', 'contract_code', 'calldata', 'World', 'deploy_world', 'Zipf',
-           'Workload', 'generate_pair_address', 'collect', 'collect_tiny', 'main']
+           'DEADLINE', 'MINTER_ROLE', 'log', 'TINY', 'TRAIN_DIR', 'LATER_DIR', 'TxTrace', 'capturing', 'Devnet',
+           'hex_address', 'hex_slot', 'trace_rows', 'block_gas', 'write_raw', 'contract_code', 'calldata', 'World',
+           'deploy_world', 'Zipf', 'Workload', 'generate_pair_address', 'Segment', 'collect_chain', 'collect',
+           'collect_tiny', 'batch_dir', 'project_chain', 'collect_project', 'main']
 
 # %% ../nbs/01_collect.ipynb #746802b0
 @dataclass
@@ -108,10 +110,10 @@ class Devnet:
 
     def mine(self, txs: Sequence) -> list[TxTrace]:
         "Apply `txs` as the next block; return their traces in order."
-        start = len(self.traces)
+        self.traces.clear()  # keep only this block's: a long chain's traces would fill the memory
         header = self.chain.header
         self.chain.mine_all(list(txs), timestamp=header.timestamp if header.timestamp > GENESIS_TIME else GENESIS_TIME + 12)
-        return self.traces[start:]
+        return list(self.traces)
 
     @property
     def block(self) -> int:
@@ -359,43 +361,109 @@ def generate_pair_address(factory: bytes, a: bytes, b: bytes) -> bytes:
     code_hash = keccak(contract_code()["Pair"])
     return keccak(b"\xff" + factory + keccak(t0 + t1) + code_hash)[12:]
 
+# %% ../nbs/01_collect.ipynb #25c30b5c
+@patch
+def reseed(self: Workload, seed: int) -> Workload:
+    "Draw from now on with `seed`, keeping what the workload knows of the chain (allowances, NFT owners, LP positions)."
+    self.rng = np.random.default_rng(seed)
+    return self
+
 # %% ../nbs/01_collect.ipynb #b3640a26
 log = get_logger("collect")
 
+@dataclass(frozen=True)
+class Segment:
+    "A stretch of the chain's traffic: `txs` transactions drawn with `seed`, written to `out` (None: run, not recorded)."
+    seed: int
+    txs: int
+    out: Path | str | None = None
+
+def _summary(txs: list[dict], accesses: list[dict]) -> dict:
+    blocks = sorted({r["block"] for r in txs})
+    return dict(txs=len(txs), accesses=len(accesses), reverted=sum(r["status"] == "revert" for r in txs), blocks=len(blocks),
+                first_block=blocks[0] if blocks else None, last_block=blocks[-1] if blocks else None,
+                contracts=len({r["address"] for r in accesses}))
+
+def collect_chain(segments: Sequence[Segment], # run in this order, each where the one before stopped
+                  cfg: dict | None = None, # the `collect:` params; `params.yaml`'s by default
+                  progress: bool = True,
+                 ) -> list[dict]:
+    "Deploy the world once, run every segment on it in turn, write the recorded ones; return their summaries."
+    cfg = copy.deepcopy(cfg or load_params("collect"))
+    net = Devnet(cfg["accounts"])
+    world = deploy_world(net, cfg["tokens"])
+    wl = Workload(net, world, cfg, seed=0)  # reseeded at the start of each segment
+    per, summaries = cfg["txs_per_block"], []
+    for seg in segments:
+        wl.reseed(seg.seed)
+        rows_t, rows_a, starts = [], [], range(0, seg.txs, per)
+        for s in (progress_bar(starts) if progress else starts):
+            block = net.block
+            traces = net.mine([wl.next_tx() for _ in range(min(per, seg.txs - s))])
+            if seg.out is None: continue
+            t, a = trace_rows(block, traces, block_gas(traces))
+            rows_t += t; rows_a += a
+        if seg.out is None: continue
+        write_raw(rows_t, rows_a, seg.out)
+        summaries.append(_summary(rows_t, rows_a))
+        log.info(f"wrote {seg.out}: {summaries[-1]}")
+    return summaries
+
+# %% ../nbs/01_collect.ipynb #fd8e2a6c
 def collect(out_dir: Path | str, # folder to write `txs.parquet` and `accesses.parquet` into
             cfg: dict | None = None, # the `collect:` params; `params.yaml`'s by default
             seed: int | None = None, # overrides `cfg["seed"]`
             txs: int | None = None, # overrides `cfg["txs"]`
+            after: Sequence[tuple[int, int]] = (), # `(seed, txs)` workloads run first on the same chain, not recorded
             progress: bool = True,
            ) -> dict:
-    "Deploy the world, run the workload, write the raw traces; return a summary."
-    cfg = copy.deepcopy(cfg or load_params("collect"))
+    "Deploy the world, run the `after` workloads, then the recorded one; write its raw traces and return a summary."
+    cfg = cfg or load_params("collect")
     seed = cfg["seed"] if seed is None else seed
     n_txs = cfg["txs"] if txs is None else txs
-    net = Devnet(cfg["accounts"])
-    world = deploy_world(net, cfg["tokens"])
-    wl = Workload(net, world, cfg, seed)
-    rows_t, rows_a = [], []
-    per = cfg["txs_per_block"]
-    blocks = range(0, n_txs, per)
-    for s in (progress_bar(blocks) if progress else blocks):
-        block = net.block
-        traces = net.mine([wl.next_tx() for _ in range(min(per, n_txs - s))])
-        t, a = trace_rows(block, traces, block_gas(traces))
-        rows_t += t; rows_a += a
-    write_raw(rows_t, rows_a, out_dir)
-    summary = dict(txs=len(rows_t), accesses=len(rows_a), reverted=sum(r["status"] == "revert" for r in rows_t),
-                   blocks=len(blocks), contracts=len({r["address"] for r in rows_a}))
-    log.info(f"wrote {out_dir}: {summary}")
+    (summary,) = collect_chain([*(Segment(s, n) for s, n in after), Segment(seed, n_txs, out_dir)], cfg, progress)
     return summary
 
 # %% ../nbs/01_collect.ipynb #3048f6b5
 TINY = {"accounts": 12, "tokens": 3, "txs_per_block": 30, "nft_ids": 8}
 
-def collect_tiny(out_dir: Path | str, txs: int = 300, seed: int = 0) -> Path:
+def collect_tiny(out_dir: Path | str, txs: int = 300, seed: int = 0,
+                 after: Sequence[tuple[int, int]] = (), # as in `collect`
+                ) -> Path:
     "A small real collection (12 accounts, 3 tokens) for notebooks' default runs and tests."
-    collect(out_dir, {**load_params("collect"), **TINY}, seed=seed, txs=txs, progress=False)
+    collect(out_dir, {**load_params("collect"), **TINY}, seed=seed, txs=txs, after=after, progress=False)
     return Path(out_dir)
+
+# %% ../nbs/01_collect.ipynb #457f0921
+TRAIN_DIR, LATER_DIR = "data/synthetic", "data/later"
+
+def batch_dir(seed: int) -> str:
+    "The folder of the retraining batch collected with `seed`."
+    return f"data/batches/seed-{seed}"
+
+def project_chain(params: dict, # the whole `params.yaml`
+                 ) -> list[Segment]:
+    "The project's raw folders as segments of one chain: training traffic, `data/later`, then each `retrain.batches` entry."
+    c = params["collect"]
+    chain = [Segment(c["seed"], c["txs"], TRAIN_DIR), Segment(c["later_seed"], c["later_txs"], LATER_DIR)]
+    for b in (params.get("retrain") or {}).get("batches") or []:
+        if b.get("after") != chain[-1].out:
+            raise ValueError(f"retrain.batches: the batch of seed {b['seed']} continued {b.get('after')!r}, "
+                             f"but there the chain ends at {chain[-1].out!r}")
+        chain.append(Segment(b["seed"], b["txs"], batch_dir(b["seed"])))
+    return chain
+
+def collect_project(root: Path | str | None = None, # the project; found from the working directory by default
+                    cfg: dict | None = None, # the `collect:` params; `params.yaml`'s by default
+                    progress: bool = True,
+                   ) -> dict[str, dict]:
+    "Collect every folder of the project's chain under `root`, in one run; their summaries by folder."
+    root = Path(root or project_root())
+    params = load_params(None, root / "params.yaml")
+    if cfg is not None: params = {**params, "collect": cfg}
+    chain = project_chain(params)
+    summaries = collect_chain([replace(s, out=root / s.out) for s in chain], params["collect"], progress)
+    return {str(s.out): m for s, m in zip(chain, summaries)}
 
 # %% ../nbs/01_collect.ipynb #dd867298
 def _set(cfg: dict, item: str) -> None:
@@ -409,15 +477,28 @@ def _set(cfg: dict, item: str) -> None:
     if last not in d: raise ValueError(f"--set {key}: unknown key; known keys are {sorted(d)}")
     d[last] = type(d[last])(value) if not isinstance(d[last], bool) else value.lower() in ("1", "true", "yes")
 
+def _workload(item: str) -> tuple[int, int]:
+    "`SEED:TXS` as `(seed, txs)`."
+    seed, _, txs = item.partition(":")
+    try: return int(seed), int(txs)
+    except ValueError: raise argparse.ArgumentTypeError(f"expected SEED:TXS such as 0:24000, got {item!r}") from None
+
 def main(argv: Sequence[str] | None = None) -> dict:
     "The `python -m mlproj.collect` command."
     ap = argparse.ArgumentParser(prog="python -m mlproj.collect", description=__doc__ or "Collect EVM storage-access traces.")
-    ap.add_argument("--out", required=True, help="output folder for txs.parquet and accesses.parquet")
+    where = ap.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", help="output folder for txs.parquet and accesses.parquet")
+    where.add_argument("--chain", action="store_true", help="collect every folder of the project's chain in one run: "
+                       "data/synthetic, data/later, then each batch of retrain.batches (make data-regen)")
     ap.add_argument("--seed", type=int, help="workload seed (collect.seed by default)")
     ap.add_argument("--txs", type=int, help="number of workload transactions (collect.txs by default)")
+    ap.add_argument("--after", nargs="+", type=_workload, default=[], metavar="SEED:TXS",
+                    help="workloads run first on the same chain, not recorded: the recorded traffic is what follows them")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a collect: parameter")
     ap.add_argument("--replay", nargs="+", metavar="BLOCKFILE", help="replay recorded mainnet blocks instead")
     a = ap.parse_args(argv)
+    if a.chain and (a.seed is not None or a.txs is not None or a.after or a.replay):
+        ap.error("--chain takes every seed and size from params.yaml: no --seed, --txs, --after or --replay with it")
     if a.replay:
         from mlproj.replay import replay
         return replay(a.replay, a.out)
@@ -425,7 +506,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for item in a.set:
         try: _set(cfg, item)
         except ValueError as e: ap.error(str(e))
-    return collect(a.out, cfg, seed=a.seed, txs=a.txs)
+    if a.chain: return collect_project(cfg=cfg)
+    return collect(a.out, cfg, seed=a.seed, txs=a.txs, after=a.after)
 
 # %% ../nbs/01_collect.ipynb #48aeaeef
 if __name__ == "__main__" and "__file__" in globals():  # run as a script, not in a notebook

@@ -19,7 +19,8 @@ from .core import atomic_path, get_logger, project_root
 
 # %% auto #0
 __all__ = ['VALUE_CHECKS', 'SCHEMAS', 'BLOCK_STRIDE', 'LENGTH_BINS', 'log', 'RawDataError', 'read_checked', 'check_structure',
-           'load_raw', 'to_sequences', 'load_sequences', 'sample', 'split', 'small_slot', 'profile', 'write_prepared']
+           'load_raw', 'to_sequences', 'load_sequences', 'sample', 'split', 'split_latest', 'small_slot', 'profile',
+           'write_prepared']
 
 # %% ../nbs/02_data.ipynb #d58cfcd3
 class RawDataError(ValueError):
@@ -127,6 +128,25 @@ def split(seqs: pd.DataFrame, valid_share: float, test_share: float) -> dict[str
     b = blocks.index.to_numpy()
     sets = {"train": b[: cut[0]], "valid": b[cut[0] : cut[1]], "test": b[cut[1] :]}
     return {k: seqs[seqs.block.isin(v)].reset_index(drop=True) for k, v in sets.items()}
+
+# %% ../nbs/02_data.ipynb #cac11237
+def split_latest(seqs: pd.DataFrame, # transaction sequences with a `block` column
+                 test: tuple[int, int], # at least (blocks, transactions) in the test set, taken from the latest blocks
+                 valid: tuple[int, int], # the same for validation, from the blocks before those
+                ) -> dict[str, pd.DataFrame]:
+    "Train, valid and test sets of whole blocks in time order: the latest blocks that reach each size target."
+    sizes = seqs.groupby("block").size().sort_index(ascending=False)  # newest first
+    picked, start = {}, 0
+    for name, (min_blocks, min_txs) in (("test", test), ("valid", valid)):
+        left = sizes.iloc[start:]
+        enough = (np.arange(1, len(left) + 1) >= min_blocks) & (left.cumsum().to_numpy() >= min_txs)
+        if not enough.any(): raise ValueError(f"split_latest: {name} needs {min_blocks} blocks and {min_txs} transactions, "
+                                              f"but only {len(left)} blocks with {left.sum()} transactions are left")
+        end = start + int(enough.argmax()) + 1
+        picked[name], start = sizes.index[start:end], end
+    if start == len(sizes): raise ValueError("split_latest: no block is left to train on")
+    picked["train"] = sizes.index[start:]
+    return {k: seqs[seqs.block.isin(picked[k])].reset_index(drop=True) for k in ("train", "valid", "test")}
 
 # %% ../nbs/02_data.ipynb #5faaa68e
 LENGTH_BINS = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 10**9]

@@ -17,14 +17,15 @@ import matplotlib.pyplot as plt
 from fastprogress.fastprogress import progress_bar
 
 from .core import atomic_path, get_logger, mainnet_dir, project_root, set_seed
-from .data import load_raw, to_sequences
+from .data import load_raw, split_latest, to_sequences
 from .model import LMPredictor, Predictor, accesses_of, baselines
 from .tokenize import Scheme, Tokenizer, write_tokens
 from .train import IGNORE, TxDL, load_model, token_accuracy, train
 
 # %% auto #0
 __all__ = ['log', 'next_access_hits', 'prefetch_scores', 'model_token_accuracy', 'evaluate_set', 'breakdowns', 'plot_breakdowns',
-           'least_confident_txs', 'bootstrap_ci', 'evaluate_mainnet', 'write_reports']
+           'least_confident_txs', 'bootstrap_ci', 'seen_pair_ceiling', 'real_splits', 'evaluate_mainnet',
+           'write_reports']
 
 # %% ../nbs/06_evaluate.ipynb #1feaf4ca
 def next_access_hits(txs: Sequence[dict], ranked: Sequence[Sequence[Sequence]], k: int = 8) -> pd.DataFrame:
@@ -105,39 +106,54 @@ def least_confident_txs(lm: LMPredictor, txs: Sequence[dict], n: int = 8) -> pd.
     return pd.DataFrame(rows)
 
 # %% ../nbs/06_evaluate.ipynb #7e2a1e85
-def bootstrap_ci(txs: Sequence[dict], hits: pd.DataFrame, generated: Sequence, n: int = 1000, seed: int = 0) -> dict:
-    "95% percentile intervals of acc@1 and prefetch F1, resampling whole transactions."
+def bootstrap_ci(txs: Sequence[dict], hits: pd.DataFrame, generated: Sequence, n: int = 1000, seed: int = 0, k: int = 8) -> dict:
+    "95% percentile intervals of acc@1, hit@k and prefetch F1, resampling whole transactions."
     rng = np.random.default_rng(seed)
-    by_tx = hits.groupby("tx").hit1.agg(["sum", "size"]).reindex(range(len(txs)), fill_value=0)
-    acc, f1 = [], []
+    by_tx = hits.groupby("tx")[["hit1", "hitk"]].agg("sum").assign(size=hits.groupby("tx").size()).reindex(range(len(txs)), fill_value=0)
+    hit1, hitk, size = (by_tx[c].to_numpy() for c in ("hit1", "hitk", "size"))
+    acc, hk, f1 = [], [], []
     for _ in range(n):
-        s = rng.integers(0, len(txs), len(txs))
-        acc.append(by_tx["sum"].to_numpy()[s].sum() / max(by_tx["size"].to_numpy()[s].sum(), 1))
+        s = rng.integers(0, len(txs), len(txs)); m = max(size[s].sum(), 1)
+        acc.append(hit1[s].sum() / m); hk.append(hitk[s].sum() / m)
         f1.append(prefetch_scores([txs[i] for i in s], [generated[i] for i in s])["f1"])
-    return {"acc@1_ci": [float(np.percentile(acc, 2.5)), float(np.percentile(acc, 97.5))],
-            "f1_ci": [float(np.percentile(f1, 2.5)), float(np.percentile(f1, 97.5))]}
+    ci = lambda v: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
+    return {"acc@1_ci": ci(acc), f"hit@{k}_ci": ci(hk), "f1_ci": ci(f1)}
 
-def evaluate_mainnet(files: Sequence[Path], cfg: dict, scheme: Scheme, min_freq: int, epochs: int, k: int = 8, n_boot: int = 1000, seed: int = 0) -> dict:
-    "Train on the three earliest blocks, test on the latest; metrics with bootstrap intervals."
-    from mlproj.replay import replay
+def seen_pair_ceiling(train: pd.DataFrame, test: pd.DataFrame) -> float:
+    "The share of test accesses whose (address, slot) occurs in the training transactions."
+    seen = {p for a, s in zip(train.address, train.slot) for p in zip(a, s)}
+    pairs = [p for a, s in zip(test.address, test.slot) for p in zip(a, s)]
+    return sum(p in seen for p in pairs) / max(len(pairs), 1)
+
+def real_splits(raw_dir: Path | str, # the replay stage's output: raw tables and `checks.parquet`
+                test: tuple[int, int], valid: tuple[int, int], # (blocks, transactions) at least, as in `split_latest`
+                keep_unfaithful: bool = False, # keep transactions whose replay check failed
+               ) -> dict[str, pd.DataFrame]:
+    "The real transactions, split by time, without the unfaithful replays unless asked."
+    seqs = to_sequences(*load_raw(raw_dir))
+    if not keep_unfaithful:
+        checks = pd.read_parquet(Path(raw_dir) / "checks.parquet")
+        seqs = seqs[seqs.tx_hash.isin(checks.tx_hash[checks.faithful])].reset_index(drop=True)
+    return split_latest(seqs, test, valid)
+
+# %% ../nbs/06_evaluate.ipynb #37cedb2e
+def evaluate_mainnet(parts: dict[str, pd.DataFrame], # `real_splits`: train, valid, test
+                     cfg: dict, scheme: Scheme, min_freq: int, epochs: int, # the LSTM recipe (sizes as the pipeline's model)
+                     served: Predictor | None = None, # the pipeline's model, scored on the same test transactions
+                     k: int = 8, n_boot: int = 1000, seed: int = 0) -> dict:
+    "Baselines and LSTM from the real train blocks, and the served model, on the real test blocks; bootstrap intervals."
     work = Path(tempfile.mkdtemp())
-    replay(files, work / "raw", progress=False)
-    seqs = to_sequences(*load_raw(work / "raw"))
-    blocks = sorted(seqs.block.unique())
-    tr, te = seqs[seqs.block.isin(blocks[:-1])], seqs[seqs.block == blocks[-1]]
-    n_valid = max(len(tr) // 10, 1)
-    parts = {"train": tr.iloc[:-n_valid], "valid": tr.iloc[-n_valid:], "test": te}
     tok = Tokenizer.fit(parts["train"], scheme, min_freq)
     write_tokens(parts, tok, {}, work / "tokens", work / "stats.json")
     train(work / "tokens", work / "model.pth", work / "live", cfg["n_hidden"], cfg["n_layers"], cfg["dropout"], epochs=epochs, bs=16, seed=seed)
     model, tok, _ = load_model(work / "model.pth")
-    txs = te.to_dict("records")
-    out = {}
-    for p in [*baselines(tr.to_dict("records")), LMPredictor(model, tok)]:
+    txs, out = parts["test"].to_dict("records"), {}
+    for p in [*baselines(parts["train"].to_dict("records")), LMPredictor(model, tok), *([served] if served else [])]:
         h = next_access_hits(txs, p.rank(txs, k), k); gen = p.prefetch(txs)
-        out[p.name] = {"acc@1": float(h.hit1.mean()), f"hit@{k}": float(h.hitk.mean()), **prefetch_scores(txs, gen), **bootstrap_ci(txs, h, gen, n_boot, seed)}
-    out["sizes"] = {"train_blocks": [int(b) for b in blocks[:-1]], "test_block": int(blocks[-1]), "train_txs": len(tr), "test_txs": len(te),
-                    "test_accesses": int(te.address.map(len).sum())}
+        out[p.name] = {"acc@1": float(h.hit1.mean()), f"hit@{k}": float(h.hitk.mean()), **prefetch_scores(txs, gen), **bootstrap_ci(txs, h, gen, n_boot, seed, k)}
+    out["seen_pair_ceiling"] = seen_pair_ceiling(parts["train"], parts["test"])
+    out["sizes"] = {name: {"blocks": [int(b) for b in sorted(v.block.unique())], "txs": len(v), "accesses": int(v.address.map(len).sum())}
+                    for name, v in parts.items()}
     return out
 
 # %% ../nbs/06_evaluate.ipynb #b895788b

@@ -4,29 +4,41 @@
 
 # %% ../nbs/01b_replay.ipynb #ed528dcd
 from __future__ import annotations
-import json
+import functools, gzip, json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import pandas as pd
+
 from eth.consensus.context import ConsensusContext
-from eth.constants import BLANK_ROOT_HASH
+import rlp
+from eth.constants import BLANK_ROOT_HASH, EMPTY_SHA3
 from eth.db.atomic import AtomicDB
 from eth.db.chain import ChainDB
+from eth.rlp.accounts import Account
 from eth.vm.chain_context import ChainContext
-from eth.vm.forks import CancunVM, PragueVM
+from eth.vm.forks import CancunVM, PragueVM, ShanghaiVM
 from eth.vm.forks.cancun.blocks import CancunBlockHeader
 from eth.vm.forks.prague.blocks import PragueBlockHeader
+from eth.vm.forks.shanghai.blocks import ShanghaiBlockHeader
+from eth.vm.forks.shanghai.constants import INITCODE_WORD_COST
 from eth.vm.forks.shanghai.withdrawals import Withdrawal
-from eth_utils import to_canonical_address
+from eth.vm.spoof import SpoofTransaction
+from eth_utils import keccak, to_canonical_address
 from fastprogress.fastprogress import progress_bar
+from trie import HexaryTrie
+from trie.exceptions import MissingTrieNode
 
-from .core import get_logger, mainnet_dir
-from .collect import block_gas, capturing, trace_rows, write_raw
+from .core import atomic_path, get_logger, mainnet_dir
+from .collect import TxTrace, block_gas, capturing, hex_address, hex_slot, trace_rows, write_raw
 
 # %% auto #0
-__all__ = ['CANCUN_TIME', 'PRAGUE_TIME', 'log', 'Block', 'load_block', 'vm_for', 'signed_tx', 'block_vm', 'ReplayError',
-           'GasMismatch', 'replay_block', 'replay']
+__all__ = ['SHANGHAI_TIME', 'CANCUN_TIME', 'PRAGUE_TIME', 'SHANGHAI_BLOCK', 'GAS_LIMIT', 'BASE_FEE', 'SOURCE', 'log',
+           'ReplayError', 'read_json', 'source_kind', 'source_files', 'vm_for', 'signed_tx', 'Block', 'load_keth',
+           'load_eels', 'load_zeth', 'load_raiko', 'load_block', 'block_vm', 'GasMismatch', 'replay_block',
+           'erigon_calls', 'fee_recipient', 'erigon_time', 'replay_erigon_tx', 'replay_erigon', 'plan', 'replay_unit',
+           'summarize', 'replay']
 
 # %% ../nbs/01b_replay.ipynb #6e0ce87f
 def _int(v) -> int:
@@ -37,61 +49,42 @@ def _int(v) -> int:
 
 def _bytes(v: str | None) -> bytes: return bytes.fromhex(v[2:]) if v else b""
 
-# JSON header key (both formats) -> py-evm header keyword
-_HEADER = dict(parentHash="parent_hash", sha3Uncles="uncles_hash", uncleHash="uncles_hash", miner="coinbase",
-               coinbase="coinbase", stateRoot="state_root", transactionsRoot="transaction_root",
-               receiptsRoot="receipt_root", logsBloom="bloom", bloom="bloom", difficulty="difficulty",
-               number="block_number", gasLimit="gas_limit", gasUsed="gas_used", timestamp="timestamp",
-               extraData="extra_data", mixHash="mix_hash", nonce="nonce", baseFeePerGas="base_fee_per_gas",
-               withdrawalsRoot="withdrawals_root", blobGasUsed="blob_gas_used", excessBlobGas="excess_blob_gas",
-               parentBeaconBlockRoot="parent_beacon_block_root", requestsHash="requests_hash")
-_INT_FIELDS = {"bloom", "difficulty", "block_number", "gas_limit", "gas_used", "timestamp", "base_fee_per_gas",
-               "blob_gas_used", "excess_blob_gas"}
+class ReplayError(ValueError):
+    "A file or block that cannot be replayed faithfully: the message names the file, the block, the transaction and what differed."
 
-def _header(h: dict) -> dict:
-    return {_HEADER[k]: _int(v) if _HEADER[k] in _INT_FIELDS else _bytes(v)
-            for k, v in h.items() if k in _HEADER and v is not None}
+def read_json(path: Path | str) -> object:
+    "A JSON file, gzip-compressed or not (told apart by its first bytes, not its name)."
+    raw = Path(path).read_bytes()
+    try: return json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+    except (ValueError, OSError) as e: raise ReplayError(f"{path}: unknown format: not JSON ({e})") from None
 
-@dataclass
-class Block:
-    "One mainnet block, from either file format: what a replay needs and nothing more."
-    name: str # the file it came from
-    header: dict # py-evm header keywords: ints and bytes
-    txs: list # JSON objects, or raw signed transactions as 0x-hex strings
-    pre: dict # "0x…" address -> {balance, nonce, code, storage}; None for an account that does not exist
-    prev_hashes: list[bytes] # the parent's hash first, then older ancestors', for BLOCKHASH
-    withdrawals: list[dict]
-    chain_id: int = 1
-    @property
-    def number(self) -> int: return self.header["block_number"]
+_ERIGON = {"prestateTracer": "erigon-prestate", "flatCallTracer": "erigon-calls"}
 
-def load_block(path: Path | str, # a prover input (`blocks`, `extra.preState`, `witness`) or an EELS fixture
-              ) -> Block:
-    "Read a mainnet block file of either format."
-    path = Path(path); d = json.loads(path.read_text())
-    if "blocks" in d:  # prover input
-        b = d["blocks"][0]
-        h, txs, wds, pre = b["header"], b["transaction"], b.get("withdrawals") or [], d["extra"]["preState"]
-        ancestors, chain_id = d["witness"]["ancestors"], d["chainConfig"]["chainId"]
-    elif "newBlockParameters" in d:  # EELS fixture: the parent is the "genesis"
-        nb = d["newBlockParameters"]
-        h, txs, wds, pre = nb["blockHeader"], nb["transactions"], nb.get("withdrawals") or [], d["pre"]
-        ancestors, chain_id = [d["genesisBlockHeader"]], d.get("chainId", 1)
-    else: raise ValueError(f"{path}: neither a prover input nor an EELS fixture")
-    prev = [_bytes(h["parentHash"])] + [_bytes(a["parentHash"]) for a in ancestors]
-    for a, want in zip(ancestors, prev):  # the ancestors must form a chain down from the parent
-        if "hash" in a and _bytes(a["hash"]) != want: raise ValueError(f"{path}: ancestors are not a chain")
-    return Block(path.name, _header(h), txs, pre, prev, wds, _int(chain_id))
+def source_kind(d: object) -> str | None:
+    "Which recorded shape a parsed file has: keth, eels, zeth, raiko, erigon-prestate or erigon-calls; None if none."
+    if isinstance(d, dict):
+        for key, kind in (("blocks", "keth"), ("newBlockParameters", "eels"), ("full_blocks", "zeth"), ("parent_state_trie", "raiko")):
+            if key in d: return kind
+    if isinstance(d, list) and d and isinstance(d[0], dict) and isinstance(d[0].get("request"), dict):
+        req = d[0]["request"]; opts = (req.get("params") or [None, None])[-1]
+        if req.get("method") == "trace_replayBlockTransactions": return "erigon-calls"
+        if req.get("method") == "debug_traceBlockByNumber" and isinstance(opts, dict): return _ERIGON.get(opts.get("tracer"))
+    return None
+
+def source_files(root: Path | str, # a folder of recorded sources, searched recursively
+                ) -> list[Path]:
+    "Every JSON or gzip-JSON file under `root`, in path order."
+    return sorted(p for p in Path(root).rglob("*") if p.is_file() and p.name.endswith((".json", ".json.gz")))
 
 # %% ../nbs/01b_replay.ipynb #6e9e5ccb
-CANCUN_TIME, PRAGUE_TIME = 1710338135, 1746612311 # mainnet activation timestamps
+SHANGHAI_TIME, CANCUN_TIME, PRAGUE_TIME = 1681338455, 1710338135, 1746612311 # mainnet activation timestamps
 
 def vm_for(timestamp: int) -> type:
     "The py-evm VM class of the mainnet fork active at `timestamp`."
-    if timestamp < CANCUN_TIME: raise ValueError(f"timestamp {timestamp} is before Cancun: not supported")
-    return PragueVM if timestamp >= PRAGUE_TIME else CancunVM
+    if timestamp < SHANGHAI_TIME: raise ValueError(f"timestamp {timestamp} is before Shanghai: not supported")
+    return PragueVM if timestamp >= PRAGUE_TIME else CancunVM if timestamp >= CANCUN_TIME else ShanghaiVM
 
-_HEADER_CLASS = {CancunVM: CancunBlockHeader, PragueVM: PragueBlockHeader}
+_HEADER_CLASS = {ShanghaiVM: ShanghaiBlockHeader, CancunVM: CancunBlockHeader, PragueVM: PragueBlockHeader}
 
 # %% ../nbs/01b_replay.ipynb #fc7860cd
 def signed_tx(builder, # the fork's transaction builder, `vm.get_transaction_builder()`
@@ -117,6 +110,155 @@ def signed_tx(builder, # the fork's transaction builder, `vm.get_transaction_bui
         return builder.new_set_code_transaction(authorization_list=auths, **common, **sig)
     raise ValueError(f"unknown transaction type {kind}")
 
+# %% ../nbs/01b_replay.ipynb #0a9213b1
+# JSON header key (every format) -> py-evm header keyword
+_HEADER = dict(parentHash="parent_hash", sha3Uncles="uncles_hash", uncleHash="uncles_hash", miner="coinbase",
+               coinbase="coinbase", stateRoot="state_root", transactionsRoot="transaction_root",
+               receiptsRoot="receipt_root", logsBloom="bloom", bloom="bloom", difficulty="difficulty",
+               number="block_number", gasLimit="gas_limit", gasUsed="gas_used", timestamp="timestamp",
+               extraData="extra_data", mixHash="mix_hash", nonce="nonce", baseFeePerGas="base_fee_per_gas",
+               withdrawalsRoot="withdrawals_root", blobGasUsed="blob_gas_used", excessBlobGas="excess_blob_gas",
+               parentBeaconBlockRoot="parent_beacon_block_root", requestsHash="requests_hash")
+_INT_FIELDS = {"bloom", "difficulty", "block_number", "gas_limit", "gas_used", "timestamp", "base_fee_per_gas",
+               "blob_gas_used", "excess_blob_gas"}
+
+def _header(h: dict) -> dict:
+    return {_HEADER[k]: _int(v) if _HEADER[k] in _INT_FIELDS else _bytes(v)
+            for k, v in h.items() if k in _HEADER and v is not None}
+
+@dataclass
+class Block:
+    "One mainnet block, from any full-block format: what a replay needs and nothing more."
+    name: str # the file it came from
+    header: dict # py-evm header keywords: ints and bytes
+    txs: list # JSON objects, or raw signed transactions as 0x-hex strings
+    pre: dict # "0x…" address -> {balance, nonce, code, storage}; None for an account that does not exist
+    prev_hashes: list[bytes] # the parent's hash first, then older ancestors', for BLOCKHASH
+    withdrawals: list[dict]
+    chain_id: int = 1
+    @property
+    def number(self) -> int: return self.header["block_number"]
+
+# %% ../nbs/01b_replay.ipynb #6e833518
+def _prev_hashes(name: str, h: dict, ancestors: list[dict]) -> list[bytes]:
+    "The parent's hash, then each ancestor's parent hash; the ancestors must form a chain down from the parent."
+    prev = [_bytes(h["parentHash"])] + [_bytes(a["parentHash"]) for a in ancestors]
+    for a, want in zip(ancestors, prev):
+        if "hash" in a and _bytes(a["hash"]) != want: raise ReplayError(f"{name}: block {_int(h['number'])}: ancestors are not a chain")
+    return prev
+
+def load_keth(name: str, d: dict) -> Block:
+    "A keth prover input: `blocks`, `extra.preState`, `witness.ancestors`."
+    b = d["blocks"][0]; h = b["header"]
+    return Block(name, _header(h), b["transaction"], d["extra"]["preState"], _prev_hashes(name, h, d["witness"]["ancestors"]),
+                 b.get("withdrawals") or [], _int(d["chainConfig"]["chainId"]))
+
+def load_eels(name: str, d: dict) -> Block:
+    "An EELS fixture: the parent is the `genesisBlockHeader`."
+    nb = d["newBlockParameters"]; h = nb["blockHeader"]
+    return Block(name, _header(h), nb["transactions"], d["pre"], _prev_hashes(name, h, [d["genesisBlockHeader"]]),
+                 nb.get("withdrawals") or [], _int(d.get("chainId", 1)))
+
+# %% ../nbs/01b_replay.ipynb #e6c5ef91
+_ZETH_FIELD = {"balance": "balance", "transaction_count": "nonce", "code": "code"}
+
+def load_zeth(name: str, d: dict) -> Block:
+    "A zeth RPC cache: the newer of `full_blocks` is the block, the per-method answers its pre-state."
+    parent, b = (blk for _, blk in sorted(d["full_blocks"], key=lambda qa: qa[0]["block_no"]))
+    pre: dict = {}
+    for method, field in _ZETH_FIELD.items():
+        for q, v in d[method]: pre.setdefault(q["address"], {"storage": {}})[field] = v
+    for q, v in d["storage"]: pre.setdefault(q["address"], {"storage": {}})["storage"][q["index"]] = v
+    return Block(name, _header(b), b["transactions"], pre, _prev_hashes(name, b, [parent]), b.get("withdrawals") or [])
+
+# %% ../nbs/01b_replay.ipynb #e5787725
+# reth header names that differ from py-evm's keywords; the others are the same
+_RETH_HEADER = dict(ommers_hash="uncles_hash", beneficiary="coinbase", transactions_root="transaction_root",
+                    receipts_root="receipt_root", logs_bloom="bloom", number="block_number", requests_root="requests_hash")
+# reth transaction field -> the JSON-RPC key that `signed_tx` reads
+_RETH_TX = dict(gas_limit="gas", gas_price="gasPrice", max_fee_per_gas="maxFeePerGas", chain_id="chainId",
+                max_priority_fee_per_gas="maxPriorityFeePerGas", access_list="accessList",
+                blob_versioned_hashes="blobVersionedHashes", max_fee_per_blob_gas="maxFeePerBlobGas")
+_RETH_TYPE = dict(Legacy=0, Eip2930=1, Eip1559=2, Eip4844=3, Eip7702=4)
+
+def _reth_header(h: dict) -> dict:
+    "py-evm header keywords from a reth header (its nonce is an int; py-evm's is 8 bytes)."
+    out = {_RETH_HEADER.get(k, k): v for k, v in h.items() if v is not None}
+    out["nonce"] = _int(out["nonce"]).to_bytes(8, "big")
+    return {k: _int(v) if k in _INT_FIELDS else v if isinstance(v, bytes) else _bytes(v) for k, v in out.items()}
+
+def _reth_tx(t: dict) -> dict:
+    "A JSON-RPC transaction from reth's `{signature, transaction: {Kind: fields}}`."
+    (kind, f), = t["transaction"].items(); sig = t["signature"]
+    rpc = {_RETH_TX.get(k, k): v for k, v in f.items()} | dict(type=_RETH_TYPE[kind], r=sig["r"], s=sig["s"])
+    parity = int(sig["odd_y_parity"])
+    rpc["v"] = rpc["yParity"] = parity if kind != "Legacy" else (35 + 2 * f["chain_id"] + parity if f["chain_id"] is not None else 27 + parity)
+    return rpc
+
+# %% ../nbs/01b_replay.ipynb #13f55308
+def _ref(node: dict | None, db: dict):
+    "The RLP reference to a zeth `MptNode` (serde JSON), storing hashed nodes in `db`."
+    d = node["data"] if node else "Null"
+    if d == "Null": return b""
+    (kind, v), = d.items()
+    if kind == "Digest": return _bytes(v)  # a pruned subtree: only its hash is known
+    if kind == "Branch": raw = [_ref(c, db) for c in v] + [b""]
+    elif kind == "Leaf": raw = [bytes(v[0]), bytes(v[1])]  # hex-prefix path, RLP value
+    else: raw = [bytes(v[0]), _ref(v[1], db)]  # Extension
+    enc = rlp.encode(raw)
+    if len(enc) < 32: return raw  # short nodes are embedded in their parent
+    db[keccak(enc)] = enc; return keccak(enc)
+
+def _trie(node: dict, root: bytes, what: str) -> HexaryTrie:
+    "A py-trie over the serialized nodes, after checking that they hash up to `root`."
+    db: dict = {}; ref = _ref(node, db)
+    got = ref if isinstance(ref, bytes) and len(ref) == 32 else keccak(rlp.encode(ref))
+    if got != root: raise ReplayError(f"{what}: the trie nodes hash to 0x{got.hex()}, not to 0x{root.hex()}")
+    if isinstance(ref, list): db[root] = rlp.encode(ref)  # the root is stored by hash even when short
+    return HexaryTrie(db, root)
+
+def _trie_get(t: HexaryTrie, key: bytes, what: str) -> bytes:
+    "The value at keccak(key); b'' when the proof shows it absent; a `ReplayError` when the proof does not reach it."
+    try: return t.get(keccak(key))
+    except MissingTrieNode: raise ReplayError(f"{what}: 0x{key.hex()} is missing from the proof") from None
+
+# %% ../nbs/01b_replay.ipynb #cb0fd80d
+def _raiko_account(state: HexaryTrie, addr: str, node: dict, slots: list, code: dict, what: str) -> dict | None:
+    "One pre-state account: None if proven absent, else balance, nonce, code and the touched slots."
+    leaf = _trie_get(state, _bytes(addr), f"{what}: account")
+    if not leaf: return None
+    a, what = rlp.decode(leaf, sedes=Account), f"{what}: account {addr}"
+    st = _trie(node, a.storage_root, what)
+    val = lambda s: rlp.decode(_trie_get(st, _int(s).to_bytes(32, "big"), what) or b"\x80", sedes=rlp.sedes.big_endian_int)
+    if a.code_hash not in code: raise ReplayError(f"{what}: its code is not in `contracts`")
+    return dict(balance=a.balance, nonce=a.nonce, code="0x" + code[a.code_hash].hex(), storage={hex(_int(s)): val(s) for s in slots})
+
+def load_raiko(name: str, d: dict) -> Block:
+    "A raiko input: the block, with its pre-state decoded from the checked tries."
+    b, ph = d["block"], _reth_header(d["parent_header"])
+    header, parent = _reth_header(b["header"]), _HEADER_CLASS[vm_for(ph["timestamp"])](**ph)
+    where = f"{name}: block {header['block_number']}"
+    if parent.hash != header["parent_hash"]: raise ReplayError(f"{where}: parent_header is not the block's parent")
+    prev = [header["parent_hash"], ph["parent_hash"]]
+    for a in sorted(d["ancestor_headers"], key=lambda a: -a["number"]):  # older ones, if any, continue the chain
+        ah = _reth_header(a)
+        if _HEADER_CLASS[vm_for(ah["timestamp"])](**ah).hash != prev[-1]: raise ReplayError(f"{where}: ancestor_headers are not a chain")
+        prev.append(ah["parent_hash"])
+    state = _trie(d["parent_state_trie"], ph["state_root"], f"{where}: state")
+    code = {keccak(c): c for c in map(_bytes, d["contracts"])} | {EMPTY_SHA3: b""}
+    pre = {a: _raiko_account(state, a, node, slots, code, where) for a, (node, slots) in d["parent_storage"].items()}
+    return Block(name, header, [_reth_tx(t) for t in b["body"]], pre, prev, b["withdrawals"] or [], _int(d["chain_spec"]["chain_id"]))
+
+# %% ../nbs/01b_replay.ipynb #0a3e4759
+_LOADERS = {"keth": load_keth, "eels": load_eels, "zeth": load_zeth, "raiko": load_raiko}
+
+def load_block(path: Path | str, # a keth prover input, an EELS fixture, a zeth RPC cache or a raiko input
+              ) -> Block:
+    "Read a full mainnet block file of any shape."
+    path = Path(path); kind = source_kind(d := read_json(path))
+    if kind not in _LOADERS: raise ReplayError(f"{path}: unknown format: not a full block file ({kind or 'no known shape'})")
+    return _LOADERS[kind](path.name, d)
+
 # %% ../nbs/01b_replay.ipynb #47c2825b
 def _load_prestate(vm_class: type, db: AtomicDB, pre: dict) -> bytes:
     "Write the pre-state into `db`; return its state root."
@@ -136,19 +278,15 @@ def block_vm(block: Block, # a loaded block
             ):
     "A capturing VM positioned to apply `block`'s transactions, with its system pre-processing done."
     vm_class = vm_for(block.header["timestamp"])
-    db = AtomicDB()
+    db, cls = AtomicDB(), _HEADER_CLASS[vm_class]
     fields = dict(block.header, state_root=_load_prestate(vm_class, db, block.pre), gas_used=0, blob_gas_used=0)
-    if vm_class is not PragueVM: fields.pop("requests_hash", None)
-    header = _HEADER_CLASS[vm_class](**fields)
+    header = cls(**{k: v for k, v in fields.items() if k in cls._meta.field_names})  # each fork's header has its own fields
     vm = capturing(vm_class, sink)(header, ChainDB(db), ChainContext(block.chain_id), ConsensusContext(db))
     vm._state = vm.build_state(db, header, vm.chain_context, block.prev_hashes)
     vm.block_preprocessing(vm.get_block_class()(header))
     return vm
 
 # %% ../nbs/01b_replay.ipynb #e42c69fe
-class ReplayError(ValueError):
-    "A block that cannot be replayed faithfully."
-
 class GasMismatch(ReplayError):
     "A replayed block whose transactions do not use the header's gas."
 
@@ -157,36 +295,174 @@ def replay_block(block: Block, # a loaded block
     "Replay `block`; return rows of the raw `txs` and `accesses` tables, after checking its gas."
     traces: list = []
     vm = block_vm(block, traces)
+    where = f"{block.name}: block {block.number}"
     txs = [signed_tx(vm.get_transaction_builder(), t) for t in block.txs]
+    known = {a.lower() for a, acc in block.pre.items() if acc}
+    for i, tx in enumerate(txs):
+        if (sender := "0x" + tx.sender.hex()) not in known:
+            raise ReplayError(f"{where}: transaction {i}: its sender {sender} is missing from the pre-state")
     try: vm.apply_all_transactions(txs, vm.get_header())
-    except Exception as e:
-        raise ReplayError(f"block {block.number} ({block.name}): transaction {len(traces)} cannot be applied: {e}") from e
+    except Exception as e: raise ReplayError(f"{where}: transaction {len(traces)} cannot be applied: {e}") from e
     vm.apply_all_withdrawals([Withdrawal(_int(w["index"]), _int(w["validatorIndex"]), _bytes(w["address"]), _int(w["amount"]))
                               for w in block.withdrawals])
     gas, want = block_gas(traces), block.header["gas_used"]
-    if len(traces) != len(txs) or sum(gas) != want:
-        raise GasMismatch(f"block {block.number} ({block.name}): {len(traces)} of {len(txs)} transactions "
-                          f"used {sum(gas)} gas, the header says {want}")
+    if sum(gas) != want:
+        raise GasMismatch(f"{where}: its {len(txs)} transactions used {sum(gas)} gas, the header says {want} "
+                          f"({sum(gas) - want:+}); the file has no receipts to tell which transaction differs")
     return trace_rows(block.number, traces, gas)
 
+# %% ../nbs/01b_replay.ipynb #e1537bb1
+SHANGHAI_BLOCK = 17034870 # its first block; at most one block per 12 s slot after it
+
+def _rpc_result(d: list) -> tuple[int, list]:
+    "The block number asked for and the result of a saved `[{request, response}]` pair."
+    (pair,) = d
+    return _int(pair["request"]["params"][0]), pair["response"]["result"]
+
+def erigon_calls(d: list) -> tuple[list[tuple[str, dict]], bool]:
+    "Each transaction's hash and top-level call; and whether they are parity traces (gas after the intrinsic cost)."
+    _, res = _rpc_result(d)
+    tops = [(x.get("transactionHash") or x["txHash"], (x["trace"] if "trace" in x else x["result"])[0]) for x in res]
+    return tops, "trace" in res[0]
+
+def fee_recipient(prestates: list[dict]) -> str:
+    "The one account in every transaction's pre-state: the block's fee recipient."
+    (cb,) = set.intersection(*[set(p["result"]) for p in prestates])
+    return cb
+
+def erigon_time(number: int, prestates: list[dict]) -> int:
+    "The block's timestamp: the latest Uniswap-V2-style `blockTimestampLast` (slot 8, top 32 bits) within a day of the lower bound."
+    floor = SHANGHAI_TIME + 12 * (number - SHANGHAI_BLOCK)
+    seen = [_int(v) >> 224 for p in prestates for acc in p["result"].values() if acc
+            for k, v in (acc.get("storage") or {}).items() if _int(k) == 8]
+    return max([t for t in seen if floor <= t < floor + 86400], default=floor)
+
+# %% ../nbs/01b_replay.ipynb #3242eefb
+GAS_LIMIT, BASE_FEE = 30_000_000, 0
+
+def _tracer_slots(pre: dict) -> set[tuple[str, str]]:
+    "The (address, slot) pairs a prestate-tracer entry lists: every account's storage keys."
+    return {(a.lower(), hex_slot(_int(k))) for a, acc in pre.items() if acc for k in (acc.get("storage") or {})}
+
+def replay_erigon_tx(blk: dict, # number, timestamp, coinbase, parity
+                     pre: dict, call: dict, tx_hash: str,
+                     warm: bool = False, # the whole pre-state as the access list
+                    ) -> TxTrace:
+    "Apply one top-level call from its own pre-state as a spoofed transaction."
+    vm_class, db, sink = vm_for(blk["timestamp"]), AtomicDB(), []
+    h = dict(number=blk["number"], timestamp=blk["timestamp"], miner=blk["coinbase"], gasLimit=GAS_LIMIT, baseFeePerGas=BASE_FEE, difficulty=0)
+    header = _HEADER_CLASS[vm_class](**_header(h), state_root=_load_prestate(vm_class, db, pre))
+    vm = capturing(vm_class, sink)(header, ChainDB(db), ChainContext(1), ConsensusContext(db))
+    vm._state = vm.build_state(db, header, vm.chain_context, [])  # parent hashes unknown: BLOCKHASH gives 0
+    a, create, builder = call["action"], call["type"] == "create", vm.get_transaction_builder()
+    data = _bytes(a["init"] if create else a["input"])
+    build = lambda gas: builder.create_unsigned_transaction(nonce=_int(pre[a["from"]].get("nonce")), gas_price=BASE_FEE,
+        gas=gas, to=b"" if create else _bytes(a["to"]), value=_int(a["value"]), data=data)
+    utx = build(_int(a["gas"]))
+    if blk["parity"]: utx = build(_int(a["gas"]) + utx.intrinsic_gas + (INITCODE_WORD_COST * ((len(data) + 31) // 32) if create else 0))
+    spoof = dict(from_=to_canonical_address(a["from"]), hash=_bytes(tx_hash), make_receipt=functools.partial(builder.legacy_signed.make_receipt, utx))
+    if warm: spoof["access_list"] = [(to_canonical_address(x), [_int(k) for k in (acc.get("storage") or {})]) for x, acc in pre.items() if acc]
+    vm.apply_transaction(header, SpoofTransaction(utx, **spoof))
+    return sink[0]
+
+# %% ../nbs/01b_replay.ipynb #77fdbfb1
+def replay_erigon(name: str, # the prestate file's name, for messages
+                  prestate: list, calls: list, # the parsed prestate and calls traces of one block
+                 ) -> tuple[list[dict], list[dict], list[dict]]:
+    "Replay every transaction of an erigon block on its own; raw txs rows, accesses rows and a check per transaction."
+    number, prestates = _rpc_result(prestate)
+    tops, parity = erigon_calls(calls)
+    blk = dict(number=number, timestamp=erigon_time(number, prestates), coinbase=fee_recipient(prestates), parity=parity)
+    if len(tops) != len(prestates): raise ReplayError(f"{name}: block {number}: {len(prestates)} prestates but {len(tops)} calls")
+    traces = []
+    for i, (p, (h, c)) in enumerate(zip(prestates, tops)):
+        if h != p["txHash"]: raise ReplayError(f"{name}: block {number}: transaction {i}: the calls trace says {h}, the prestate {p['txHash']}")
+        try:
+            t = replay_erigon_tx(blk, p["result"], c, h)
+            if not t.computation.is_success and "error" not in c: t = replay_erigon_tx(blk, p["result"], c, h, warm=True)
+        except Exception as e: raise ReplayError(f"{name}: block {number}: transaction {i} ({h}) cannot be applied: {e!r}") from e
+        traces.append(t)
+    gas = [t.receipt.gas_used for t in traces]  # one transaction per VM: each receipt's gas is its own
+    txs, accesses = trace_rows(number, traces, gas)
+    checks = []
+    for t, p, (_, c), g in zip(traces, prestates, tops, gas):
+        mine, theirs = {(hex_address(a), hex_slot(s)) for _, a, s in t.accesses}, _tracer_slots(p["result"])
+        rec = (c.get("result") or {}).get("gasUsed")
+        checks.append(dict(tx_hash=p["txHash"], slots_match=mine == theirs, replay_slots=len(mine), tracer_slots=len(theirs),
+                           gas_replay=g, gas_recorded=None if rec is None else _int(rec)))
+    return txs, accesses, checks
+
 # %% ../nbs/01b_replay.ipynb #ed7580ab
+SOURCE = {"keth": "keth", "eels": "keth", "zeth": "zeth", "raiko": "raiko", "erigon": "erigon"}
+
+def plan(paths: Sequence[Path | str], # files or folders (searched recursively), of any recorded shape
+        ) -> list[tuple[str, list[Path], list]]:
+    "What to replay: (shape, files, parsed files) per full block, or per erigon block (prestate, calls)."
+    files = [f for p in map(Path, paths) for f in (source_files(p) if p.is_dir() else [p])]
+    units, erigon = [], {}
+    for f in files:
+        kind = source_kind(d := read_json(f))
+        if kind is None: raise ReplayError(f"{f}: unknown format: not a keth prover input, an EELS fixture, a zeth cache, "
+                                           "a raiko input, nor an erigon prestate or calls trace")
+        if kind.startswith("erigon"): erigon.setdefault(_int(d[0]["request"]["params"][0]), {})[kind] = (f, d)
+        else: units.append((kind, [f], [d]))
+    for n, pair in erigon.items():
+        if len(pair) < 2:
+            (kind, (f, _)), = pair.items()
+            raise ReplayError(f"{f}: erigon block {n}: its {'calls' if kind == 'erigon-prestate' else 'prestate'} trace is missing")
+        units.append(("erigon", *map(list, zip(pair["erigon-prestate"], pair["erigon-calls"]))))
+    return units
+
+# %% ../nbs/01b_replay.ipynb #1ffb4803
 log = get_logger("replay")
 
-def replay(paths: Sequence[Path | str], # block files, either format
-           out_dir: Path | str, # folder to write `txs.parquet` and `accesses.parquet` into
+def replay_unit(kind: str, files: list[Path], docs: list) -> tuple[list[dict], list[dict], list[dict], dict]:
+    "Replay one planned unit: raw txs and accesses rows, a check row per transaction, and the block's totals."
+    name = files[0].name
+    if kind == "erigon":
+        t, a, checks = replay_erigon(name, *docs)
+        ok = {c["tx_hash"]: c["slots_match"] for c in checks}
+        rows = [dict(tx_hash=r["tx_hash"], block=r["block"], check="slot set", faithful=ok[r["tx_hash"]]) for r in t]
+        block = dict(block=t[0]["block"] if t else None, txs=len(t), gas_header=None)
+    else:
+        b = _LOADERS[kind](name, docs[0]); t, a = replay_block(b)
+        rows = [dict(tx_hash=r["tx_hash"], block=r["block"], check="gas", faithful=True) for r in t]
+        block = dict(block=b.number, txs=len(t), gas_header=b.header["gas_used"])
+    source = SOURCE[kind]
+    block.update(source=source, file=name, gas_replay=sum(r["gas_used"] for r in t), faithful=sum(r["faithful"] for r in rows))
+    return t, a, [dict(r, source=source, file=name) for r in rows], block
+
+# %% ../nbs/01b_replay.ipynb #c47d1c1c
+def summarize(txs: pd.DataFrame, acc: pd.DataFrame, checks: pd.DataFrame, blocks: pd.DataFrame) -> dict:
+    "Per source and in total: blocks, transactions, accesses, distinct pairs, contracts, reverted, and the replay checks."
+    def one(t, a, c, b):
+        full = b.gas_header.notna()
+        return dict(blocks=len(b), txs=len(t), accesses=len(a), pairs=len(set(zip(a.address, a.slot))), contracts=int(a.address.nunique()),
+                    reverted=int((t.status == "revert").sum()),
+                    gas_checked_blocks=int(full.sum()), gas_equal_blocks=int((b.gas_replay[full] == b.gas_header[full]).sum()),
+                    slot_set_txs=int((c.check == "slot set").sum()), slot_set_equal=int(((c.check == "slot set") & c.faithful).sum()),
+                    faithful_txs=int(c.faithful.sum()))
+    src = checks.set_index("tx_hash").source
+    out = {s: one(txs[txs.tx_hash.map(src) == s], acc[acc.tx_hash.map(src) == s], checks[checks.source == s], blocks[blocks.source == s])
+           for s in sorted(checks.source.unique())}
+    return {"sources": out, "total": one(txs, acc, checks, blocks)}
+
+# %% ../nbs/01b_replay.ipynb #4a48ac91
+def replay(paths: Sequence[Path | str], # files or folders of any recorded shape
+           out_dir: Path | str, # folder to write `txs.parquet`, `accesses.parquet` and `checks.parquet` into
            progress: bool = True,
           ) -> dict:
-    "Replay block files, check each one's gas, write the raw traces; return a summary."
-    paths = [Path(p) for p in paths]
-    rows_t, rows_a = [], []
-    bar = progress_bar(paths) if progress else paths
-    for p in bar:
-        if progress: bar.comment = p.name
-        t, a = replay_block(load_block(p))
-        rows_t += t; rows_a += a
-    write_raw(rows_t, rows_a, out_dir)
-    summary = dict(blocks=len(paths), txs=len(rows_t), accesses=len(rows_a),
-                   reverted=sum(r["status"] == "revert" for r in rows_t),
-                   pairs=len({(r["address"], r["slot"]) for r in rows_a}), contracts=len({r["address"] for r in rows_a}))
-    log.info(f"wrote {out_dir}: {summary}")
-    return summary
+    "Replay every recorded source, check each replay, write the raw traces and checks; return the summary."
+    rows_t, rows_a, rows_c, rows_b = [], [], [], []
+    units = plan(paths)
+    bar = progress_bar(units) if progress else units
+    for kind, files, docs in bar:
+        if progress: bar.comment = files[0].name
+        t, a, c, b = replay_unit(kind, files, docs)
+        rows_t += t; rows_a += a; rows_c += c; rows_b.append(b)
+    txs, acc, checks, blocks = pd.DataFrame(rows_t), pd.DataFrame(rows_a, columns=["tx_hash", "step", "op", "address", "slot"]), pd.DataFrame(rows_c), pd.DataFrame(rows_b)
+    summary = summarize(txs, acc, checks, blocks)
+    write_raw(txs, acc, out_dir)
+    with atomic_path(Path(out_dir) / "checks.parquet") as f: checks.to_parquet(f, index=False)
+    log.info(f"wrote {out_dir}: {json.dumps(summary['total'])}")
+    return summary | {"blocks": rows_b}

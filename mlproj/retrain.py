@@ -9,11 +9,11 @@ from pathlib import Path
 
 import yaml
 
-from .collect import collect
+from .collect import batch_dir, collect, project_chain
 from .core import atomic_path, get_logger, load_params, project_root
 
 # %% auto #0
-__all__ = ['log', 'next_seed', 'regen_batches', 'new_source', 'set_param', 'retrain', 'main']
+__all__ = ['log', 'next_seed', 'new_source', 'set_param', 'collect_batch', 'retrain', 'main']
 
 # %% ../nbs/10_retrain.ipynb #f8effa15
 log = get_logger("retrain")
@@ -23,15 +23,6 @@ def next_seed(root: Path) -> int:
     p = load_params(None, root / "params.yaml")
     used = [p["collect"]["seed"], p["collect"]["later_seed"]] + [b["seed"] for b in p.get("retrain", {}).get("batches") or []]
     return max(used) + 1
-
-def regen_batches(root: Path) -> list[str]:
-    "Collect every batch `retrain.batches` records (what `make data` does on a clone without the DVC cache)."
-    p = load_params(None, root / "params.yaml")
-    out = []
-    for b in p.get("retrain", {}).get("batches") or []:
-        d = root / f"data/batches/seed-{b['seed']}"
-        collect(d, p["collect"], seed=b["seed"], txs=b["txs"]); out.append(str(d))
-    return out
 
 def new_source(old: str, batch: str, union: bool) -> str:
     "`data.source` after a new batch: the old folders then the batch (union), or the batch alone."
@@ -49,6 +40,20 @@ def set_param(path: Path, dotted: str, value) -> None:
     for k in keys[:-1]: node = node[k]
     node[keys[-1]] = value
     with atomic_path(path) as tmp, open(tmp, "w") as f: y.dump(doc, f)
+
+# %% ../nbs/10_retrain.ipynb #16ab64c2
+def collect_batch(root: Path, # the project
+                  txs: int, # transactions in the batch
+                  progress: bool = True,
+                 ) -> tuple[str, dict]:
+    "Collect the next batch where the project's chain ends, and record it in `retrain.batches`; its folder and summary."
+    params = load_params(None, root / "params.yaml")
+    chain = project_chain(params)
+    b = {"seed": next_seed(root), "txs": txs, "after": chain[-1].out}
+    out = batch_dir(b["seed"])
+    summary = collect(root / out, params["collect"], seed=b["seed"], txs=txs, after=[(s.seed, s.txs) for s in chain], progress=progress)
+    set_param(root / "params.yaml", "retrain.batches", [*(params["retrain"].get("batches") or []), b])
+    return out, {**b, **summary}
 
 # %% ../nbs/10_retrain.ipynb #21329e76
 def _run(cmd: list[str], root: Path, what: str) -> subprocess.CompletedProcess:
@@ -84,10 +89,8 @@ def retrain(root: Path | str | None = None, txs: int | None = None, union: bool 
         with atomic_path(root / "reports/retrain.json") as p: p.write_text(json.dumps(report, indent=1) + "\n")
         return report
 
-    seed = next_seed(root); batch = f"data/batches/seed-{seed}"
-    summary = collect(root / batch, {**params["collect"]}, seed=seed, txs=txs)
-    set_param(root / "params.yaml", "retrain.batches", [*(cfg.get("batches") or []), {"seed": seed, "txs": txs}])
-    done("collect", batch=batch, seed=seed, **summary)
+    batch, summary = collect_batch(root, txs)
+    done("collect", batch=batch, **summary)
     if _run([str(bin_ / "dvc"), "add", "-q", "data"], root, "record").returncode: return finish(False, "dvc add data failed")
     done("record", data_dvc=yaml.safe_load((root / "data.dvc").read_text())["outs"][0]["md5"])
     source = new_source(params["data"]["source"], batch, union)
@@ -127,9 +130,7 @@ def main(argv=None) -> int:
     ap.add_argument("--txs", type=int, help="new transactions to collect (params retrain.txs)")
     ap.add_argument("--no-union", action="store_true", help="train on the new batch alone")
     ap.add_argument("--no-promote", action="store_true")
-    ap.add_argument("--regen-batches", action="store_true", help="only collect again every batch retrain.batches records")
     a = ap.parse_args(argv)
-    if a.regen_batches: print(json.dumps(regen_batches(project_root()))); return 0
     rep = retrain(txs=a.txs, union=False if a.no_union else None, promote=not a.no_promote)
     print(json.dumps({k: rep[k] for k in ("ok", "why", "seconds")} | {"steps": list(rep["steps"])}))
     return 0 if rep["ok"] else 1
