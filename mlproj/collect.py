@@ -149,11 +149,14 @@ def block_gas(traces: Sequence[TxTrace]) -> list[int]:
     cum = [t.receipt.gas_used for t in traces]
     return [c - p for c, p in zip(cum, [0] + cum[:-1])]
 
-def write_raw(txs: Sequence[dict] | pd.DataFrame, accesses: Sequence[dict] | pd.DataFrame, out_dir: Path | str) -> Path:
-    "Write `txs.parquet` and `accesses.parquet` into `out_dir`, typed by the raw schema, all or nothing."
+def write_raw(txs: Sequence[dict] | pd.DataFrame, accesses: Sequence[dict] | pd.DataFrame, out_dir: Path | str,
+              extra: dict[str, pd.DataFrame] | None = None, # more tables to write beside them, e.g. a replay's checks
+             ) -> Path:
+    "Write `txs.parquet` and `accesses.parquet` (and any `extra` tables) into `out_dir`, typed by the raw schema, all or nothing."
     out_dir = Path(out_dir)
     tables = {"txs": pa.Table.from_pandas(pd.DataFrame(txs, columns=TXS_SCHEMA.names), schema=TXS_SCHEMA, preserve_index=False),
-              "accesses": pa.Table.from_pandas(pd.DataFrame(accesses, columns=ACCESSES_SCHEMA.names), schema=ACCESSES_SCHEMA, preserve_index=False)}
+              "accesses": pa.Table.from_pandas(pd.DataFrame(accesses, columns=ACCESSES_SCHEMA.names), schema=ACCESSES_SCHEMA, preserve_index=False),
+              **{k: pa.Table.from_pandas(v, preserve_index=False) for k, v in (extra or {}).items()}}
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         for name, t in tables.items(): pq.write_table(t.replace_schema_metadata(None), tmp / f"{name}.parquet", compression="zstd")

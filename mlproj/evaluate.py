@@ -130,6 +130,7 @@ def real_splits(raw_dir: Path | str, # the replay stage's output: raw tables and
                 keep_unfaithful: bool = False, # keep transactions whose replay check failed
                ) -> dict[str, pd.DataFrame]:
     "The real transactions, split by time, without the unfaithful replays unless asked."
+    if not isinstance(keep_unfaithful, bool): raise TypeError(f"keep_unfaithful: expected a bool, got {keep_unfaithful!r}")
     seqs = to_sequences(*load_raw(raw_dir))
     if not keep_unfaithful:
         checks = pd.read_parquet(Path(raw_dir) / "checks.parquet")

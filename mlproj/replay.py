@@ -4,7 +4,7 @@
 
 # %% ../nbs/01b_replay.ipynb #ed528dcd
 from __future__ import annotations
-import functools, gzip, json
+import functools, gzip, json, zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -30,8 +30,8 @@ from fastprogress.fastprogress import progress_bar
 from trie import HexaryTrie
 from trie.exceptions import MissingTrieNode
 
-from .core import atomic_path, get_logger, mainnet_dir
-from .collect import TxTrace, block_gas, capturing, hex_address, hex_slot, trace_rows, write_raw
+from .core import get_logger
+from .collect import ACCESSES_SCHEMA, TxTrace, block_gas, capturing, hex_address, hex_slot, trace_rows, write_raw
 
 # %% auto #0
 __all__ = ['SHANGHAI_TIME', 'CANCUN_TIME', 'PRAGUE_TIME', 'SHANGHAI_BLOCK', 'GAS_LIMIT', 'BASE_FEE', 'SOURCE', 'log',
@@ -56,7 +56,7 @@ def read_json(path: Path | str) -> object:
     "A JSON file, gzip-compressed or not (told apart by its first bytes, not its name)."
     raw = Path(path).read_bytes()
     try: return json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
-    except (ValueError, OSError) as e: raise ReplayError(f"{path}: unknown format: not JSON ({e})") from None
+    except (ValueError, OSError, EOFError, zlib.error) as e: raise ReplayError(f"{path}: unknown format: not JSON ({e})") from None
 
 _ERIGON = {"prestateTracer": "erigon-prestate", "flatCallTracer": "erigon-calls"}
 
@@ -68,7 +68,8 @@ def source_kind(d: object) -> str | None:
     if isinstance(d, list) and d and isinstance(d[0], dict) and isinstance(d[0].get("request"), dict):
         req = d[0]["request"]; opts = (req.get("params") or [None, None])[-1]
         if req.get("method") == "trace_replayBlockTransactions": return "erigon-calls"
-        if req.get("method") == "debug_traceBlockByNumber" and isinstance(opts, dict): return _ERIGON.get(opts.get("tracer"))
+        if req.get("method") == "debug_traceBlockByNumber" and isinstance(opts, dict) and not (opts.get("tracerConfig") or {}).get("diffMode"):
+            return _ERIGON.get(opts.get("tracer"))  # diffMode gives pre and post per transaction: another shape
     return None
 
 def source_files(root: Path | str, # a folder of recorded sources, searched recursively
@@ -323,12 +324,13 @@ def erigon_calls(d: list) -> tuple[list[tuple[str, dict]], bool]:
     "Each transaction's hash and top-level call; and whether they are parity traces (gas after the intrinsic cost)."
     _, res = _rpc_result(d)
     tops = [(x.get("transactionHash") or x["txHash"], (x["trace"] if "trace" in x else x["result"])[0]) for x in res]
-    return tops, "trace" in res[0]
+    return tops, bool(res) and "trace" in res[0]
 
-def fee_recipient(prestates: list[dict]) -> str:
+def fee_recipient(prestates: list[dict], where: str = "") -> str:
     "The one account in every transaction's pre-state: the block's fee recipient."
-    (cb,) = set.intersection(*[set(p["result"]) for p in prestates])
-    return cb
+    common = set.intersection(*[set(p["result"]) for p in prestates]) if prestates else set()
+    if len(common) != 1: raise ReplayError(f"{where}: cannot tell the fee recipient: {len(common)} accounts are in every transaction's pre-state")
+    return common.pop()
 
 def erigon_time(number: int, prestates: list[dict]) -> int:
     "The block's timestamp: the latest Uniswap-V2-style `blockTimestampLast` (slot 8, top 32 bits) within a day of the lower bound."
@@ -372,24 +374,27 @@ def replay_erigon(name: str, # the prestate file's name, for messages
     "Replay every transaction of an erigon block on its own; raw txs rows, accesses rows and a check per transaction."
     number, prestates = _rpc_result(prestate)
     tops, parity = erigon_calls(calls)
-    blk = dict(number=number, timestamp=erigon_time(number, prestates), coinbase=fee_recipient(prestates), parity=parity)
-    if len(tops) != len(prestates): raise ReplayError(f"{name}: block {number}: {len(prestates)} prestates but {len(tops)} calls")
+    where = f"{name}: block {number}"
+    if len(tops) != len(prestates): raise ReplayError(f"{where}: {len(prestates)} prestates but {len(tops)} calls")
+    blk = dict(number=number, timestamp=erigon_time(number, prestates), coinbase=fee_recipient(prestates, where), parity=parity)
     traces = []
     for i, (p, (h, c)) in enumerate(zip(prestates, tops)):
-        if h != p["txHash"]: raise ReplayError(f"{name}: block {number}: transaction {i}: the calls trace says {h}, the prestate {p['txHash']}")
+        if h != p["txHash"]: raise ReplayError(f"{where}: transaction {i}: the calls trace says {h}, the prestate {p['txHash']}")
+        if (sender := c["action"]["from"]) not in p["result"]:
+            raise ReplayError(f"{where}: transaction {i}: its sender {sender} is missing from the pre-state")
         try:
             t = replay_erigon_tx(blk, p["result"], c, h)
             if not t.computation.is_success and "error" not in c: t = replay_erigon_tx(blk, p["result"], c, h, warm=True)
-        except Exception as e: raise ReplayError(f"{name}: block {number}: transaction {i} ({h}) cannot be applied: {e!r}") from e
+        except Exception as e: raise ReplayError(f"{where}: transaction {i} ({h}) cannot be applied: {e!r}") from e
         traces.append(t)
     gas = [t.receipt.gas_used for t in traces]  # one transaction per VM: each receipt's gas is its own
     txs, accesses = trace_rows(number, traces, gas)
     checks = []
-    for t, p, (_, c), g in zip(traces, prestates, tops, gas):
+    for i, (t, p, (_, c)) in enumerate(zip(traces, prestates, tops)):
         mine, theirs = {(hex_address(a), hex_slot(s)) for _, a, s in t.accesses}, _tracer_slots(p["result"])
         rec = (c.get("result") or {}).get("gasUsed")
-        checks.append(dict(tx_hash=p["txHash"], slots_match=mine == theirs, replay_slots=len(mine), tracer_slots=len(theirs),
-                           gas_replay=g, gas_recorded=None if rec is None else _int(rec)))
+        checks.append(dict(tx_hash=p["txHash"], tx_index=i, check="slot set", faithful=mine == theirs, replay_slots=len(mine),
+                           tracer_slots=len(theirs), gas_recorded=None if rec is None else _int(rec)))
     return txs, accesses, checks
 
 # %% ../nbs/01b_replay.ipynb #ed7580ab
@@ -398,19 +403,22 @@ SOURCE = {"keth": "keth", "eels": "keth", "zeth": "zeth", "raiko": "raiko", "eri
 def plan(paths: Sequence[Path | str], # files or folders (searched recursively), of any recorded shape
         ) -> list[tuple[str, list[Path], list]]:
     "What to replay: (shape, files, parsed files) per full block, or per erigon block (prestate, calls)."
-    files = [f for p in map(Path, paths) for f in (source_files(p) if p.is_dir() else [p])]
+    files = dict.fromkeys(f.resolve() for p in map(Path, paths) for f in (source_files(p) if p.is_dir() else [p]))  # each once
     units, erigon = [], {}
     for f in files:
         kind = source_kind(d := read_json(f))
         if kind is None: raise ReplayError(f"{f}: unknown format: not a keth prover input, an EELS fixture, a zeth cache, "
                                            "a raiko input, nor an erigon prestate or calls trace")
-        if kind.startswith("erigon"): erigon.setdefault(_int(d[0]["request"]["params"][0]), {})[kind] = (f, d)
-        else: units.append((kind, [f], [d]))
+        if not kind.startswith("erigon"): units.append((kind, [f], [d])); continue
+        pair = erigon.setdefault(n := _int(d[0]["request"]["params"][0]), {})
+        if kind in pair: raise ReplayError(f"{f}: erigon block {n}: a second {kind[7:]} trace (the first: {pair[kind][0]})")
+        pair[kind] = (f, d)
     for n, pair in erigon.items():
         if len(pair) < 2:
             (kind, (f, _)), = pair.items()
             raise ReplayError(f"{f}: erigon block {n}: its {'calls' if kind == 'erigon-prestate' else 'prestate'} trace is missing")
         units.append(("erigon", *map(list, zip(pair["erigon-prestate"], pair["erigon-calls"]))))
+    if not units: raise ReplayError(f"nothing to replay in {', '.join(map(str, paths))}")
     return units
 
 # %% ../nbs/01b_replay.ipynb #1ffb4803
@@ -419,18 +427,20 @@ log = get_logger("replay")
 def replay_unit(kind: str, files: list[Path], docs: list) -> tuple[list[dict], list[dict], list[dict], dict]:
     "Replay one planned unit: raw txs and accesses rows, a check row per transaction, and the block's totals."
     name = files[0].name
-    if kind == "erigon":
-        t, a, checks = replay_erigon(name, *docs)
-        ok = {c["tx_hash"]: c["slots_match"] for c in checks}
-        rows = [dict(tx_hash=r["tx_hash"], block=r["block"], check="slot set", faithful=ok[r["tx_hash"]]) for r in t]
-        block = dict(block=t[0]["block"] if t else None, txs=len(t), gas_header=None)
-    else:
-        b = _LOADERS[kind](name, docs[0]); t, a = replay_block(b)
-        rows = [dict(tx_hash=r["tx_hash"], block=r["block"], check="gas", faithful=True) for r in t]
-        block = dict(block=b.number, txs=len(t), gas_header=b.header["gas_used"])
+    try:
+        if kind == "erigon":
+            t, a, checks = replay_erigon(name, *docs)
+            block = dict(block=t[0]["block"], gas_header=None)
+        else:
+            b = _LOADERS[kind](name, docs[0]); t, a = replay_block(b)
+            checks = [dict(tx_hash=r["tx_hash"], tx_index=r["tx_index"], check="gas", faithful=True) for r in t]
+            block = dict(block=b.number, gas_header=b.header["gas_used"])
+    except ReplayError: raise
+    except (KeyError, IndexError, TypeError, ValueError) as e:  # a field missing or malformed in the file
+        raise ReplayError(f"{name}: not a well-formed {kind} file: {type(e).__name__}: {e}") from e
     source = SOURCE[kind]
-    block.update(source=source, file=name, gas_replay=sum(r["gas_used"] for r in t), faithful=sum(r["faithful"] for r in rows))
-    return t, a, [dict(r, source=source, file=name) for r in rows], block
+    block.update(source=source, file=name, txs=len(t), gas_replay=sum(r["gas_used"] for r in t), faithful=sum(c["faithful"] for c in checks))
+    return t, a, [dict(c, block=block["block"], source=source, file=name) for c in checks], block
 
 # %% ../nbs/01b_replay.ipynb #c47d1c1c
 def summarize(txs: pd.DataFrame, acc: pd.DataFrame, checks: pd.DataFrame, blocks: pd.DataFrame) -> dict:
@@ -442,17 +452,19 @@ def summarize(txs: pd.DataFrame, acc: pd.DataFrame, checks: pd.DataFrame, blocks
                     gas_checked_blocks=int(full.sum()), gas_equal_blocks=int((b.gas_replay[full] == b.gas_header[full]).sum()),
                     slot_set_txs=int((c.check == "slot set").sum()), slot_set_equal=int(((c.check == "slot set") & c.faithful).sum()),
                     faithful_txs=int(c.faithful.sum()))
-    src = checks.set_index("tx_hash").source
+    src = checks.set_index("tx_hash").source  # a hash is unique across sources (`replay` checks it)
     out = {s: one(txs[txs.tx_hash.map(src) == s], acc[acc.tx_hash.map(src) == s], checks[checks.source == s], blocks[blocks.source == s])
-           for s in sorted(checks.source.unique())}
+           for s in sorted(blocks.source.unique())}
     return {"sources": out, "total": one(txs, acc, checks, blocks)}
 
 # %% ../nbs/01b_replay.ipynb #4a48ac91
+_CHECKS = ["tx_hash", "tx_index", "block", "source", "file", "check", "faithful", "replay_slots", "tracer_slots", "gas_recorded"]
+
 def replay(paths: Sequence[Path | str], # files or folders of any recorded shape
-           out_dir: Path | str, # folder to write `txs.parquet`, `accesses.parquet` and `checks.parquet` into
+           out_dir: Path | str, # folder for `txs`, `accesses`, `checks` (one row per transaction) and `blocks` (.parquet)
            progress: bool = True,
           ) -> dict:
-    "Replay every recorded source, check each replay, write the raw traces and checks; return the summary."
+    "Replay every recorded source, check each replay, write the raw traces and checks all at once; return the summary."
     rows_t, rows_a, rows_c, rows_b = [], [], [], []
     units = plan(paths)
     bar = progress_bar(units) if progress else units
@@ -460,9 +472,11 @@ def replay(paths: Sequence[Path | str], # files or folders of any recorded shape
         if progress: bar.comment = files[0].name
         t, a, c, b = replay_unit(kind, files, docs)
         rows_t += t; rows_a += a; rows_c += c; rows_b.append(b)
-    txs, acc, checks, blocks = pd.DataFrame(rows_t), pd.DataFrame(rows_a, columns=["tx_hash", "step", "op", "address", "slot"]), pd.DataFrame(rows_c), pd.DataFrame(rows_b)
+    checks, blocks = pd.DataFrame(rows_c, columns=_CHECKS), pd.DataFrame(rows_b)
+    if (dup := checks[checks.tx_hash.duplicated(keep=False)]).size:
+        raise ReplayError(f"transaction {dup.tx_hash.iloc[0]} is replayed twice: " + ", ".join(f"{r.file} block {r.block}" for r in dup.head(2).itertuples()))
+    txs, acc = pd.DataFrame(rows_t), pd.DataFrame(rows_a, columns=ACCESSES_SCHEMA.names)
     summary = summarize(txs, acc, checks, blocks)
-    write_raw(txs, acc, out_dir)
-    with atomic_path(Path(out_dir) / "checks.parquet") as f: checks.to_parquet(f, index=False)
+    write_raw(txs, acc, out_dir, extra={"checks": checks, "blocks": blocks})
     log.info(f"wrote {out_dir}: {json.dumps(summary['total'])}")
-    return summary | {"blocks": rows_b}
+    return summary

@@ -1,5 +1,5 @@
 """The collector CLI, run for real: py-evm executing the published contract bytecode."""
-import hashlib, json, os, shutil, subprocess, sys
+import hashlib, json, os, subprocess, sys
 from pathlib import Path
 
 import pandas as pd

@@ -87,28 +87,43 @@ def test_erigon_transactions_replay_one_by_one_with_their_slot_sets_checked():
     txs, acc, checks = replay_erigon("17073191", pre, calls)
     assert len(txs) == len(checks) == 12 and {t["block"] for t in txs} == {17073191}
     assert [c["tx_hash"] for c in checks] == [t["tx_hash"] for t in txs] == [r["txHash"] for r in pre[0]["response"]["result"]]
-    assert sum(c["slots_match"] for c in checks) >= 10
+    # all but the block's one contract creation (tx 6): the tracer lists no storage for a contract that did not exist yet
+    assert [c["tx_index"] for c in checks if not c["faithful"]] == [6] and txs[6]["to"] == ""
     touched = {t["tx_hash"]: set() for t in txs}
     for a in acc: touched[a["tx_hash"]].add((a["address"], a["slot"]))
     for c in checks:
         assert c["replay_slots"] == len(touched[c["tx_hash"]])
-        if c["slots_match"]: assert c["replay_slots"] == c["tracer_slots"]
+        assert c["faithful"] == (touched[c["tx_hash"]] == {(a.lower(), "0x" + format(int(k, 16), "064x"))
+                                                           for a, v in pre[0]["response"]["result"][c["tx_index"]]["result"].items()
+                                                           if v for k in (v.get("storage") or {})})
 
 
 def _write_gz(path: Path, obj) -> Path:
     path.write_bytes(gzip.compress(json.dumps(obj).encode())); return path
 
 
+def _digest(node):
+    "The first pruned subtree (`Digest`) in a serialized raiko trie."
+    d = node["data"] if node else "Null"
+    if isinstance(d, dict):
+        (kind, v), = d.items()
+        if kind == "Digest": return d
+        for child in (v if kind == "Branch" else [v[1]] if kind == "Extension" else []):
+            if (found := _digest(child)) is not None: return found
+    return None
+
+
 def test_every_unfaithful_replay_is_refused_naming_file_block_and_transaction(tmp_path):
-    # a gas total that differs from the header
     b = load_block(ZETH)
+    rows = replay_block(b)[0]
+    # a gas total that differs from the header
     with pytest.raises(GasMismatch, match=r"1-18884864.json.gz: block 18884864: its 30 transactions used \d+ gas, the header says"):
         replay_block(dataclasses.replace(b, header=dict(b.header, gas_used=b.header["gas_used"] - 1)))
-    # a missing account: the sender of a transaction
-    first = replay_block(b)[0][5]["sender"]
-    gone = dataclasses.replace(b, pre={a: v for a, v in b.pre.items() if a.lower() != first})
-    idx = next(i for i, t in enumerate(replay_block(b)[0]) if t["sender"] == first)
-    with pytest.raises(ReplayError, match=f"block 18884864: transaction {idx}: its sender {first} is missing from the pre-state"):
+    # a missing account: the sender of transaction 5 (named at its first transaction)
+    sender = rows[5]["sender"]
+    first = next(t["tx_index"] for t in rows if t["sender"] == sender)
+    gone = dataclasses.replace(b, pre={a: v for a, v in b.pre.items() if a.lower() != sender})
+    with pytest.raises(ReplayError, match=f"block 18884864: transaction {first}: its sender {sender} is missing from the pre-state"):
         replay_block(gone)
     # a transaction that cannot be applied (a stale nonce)
     with pytest.raises(ReplayError, match="block 18884864: transaction 1 cannot be applied"):
@@ -116,14 +131,19 @@ def test_every_unfaithful_replay_is_refused_naming_file_block_and_transaction(tm
     # an unknown format, and an erigon trace without its pair
     (tmp_path / "odd.json").write_text(json.dumps({"hello": "world"}))
     with pytest.raises(ReplayError, match="odd.json: unknown format"):
-        replay([tmp_path / "odd.json"], tmp_path / "out", progress=False)
+        plan([tmp_path / "odd.json"])
     with pytest.raises(ReplayError, match="erigon block 17073191: its calls trace is missing"):
         plan([ERIGON / "17073191.prestate.json.gz"])
-    # a raiko proof that does not hash to the parent's state root
-    d = read_json(RAIKO); d["parent_header"]["state_root"] = "0x" + "11" * 32
-    with pytest.raises(ReplayError, match="bad.json.gz: block 20612842: parent_header is not the block's parent"):
-        replay([_write_gz(tmp_path / "bad.json.gz", d)], tmp_path / "out", progress=False)
-    assert not (tmp_path / "out").exists()  # nothing written
+    # a raiko proof that does not hash up to the parent's state root: a pruned subtree's hash changed
+    d = read_json(RAIKO)
+    _digest(d["parent_state_trie"])["Digest"] = "0x" + "11" * 32
+    bad = _write_gz(tmp_path / "bad.json.gz", d)
+    # nothing is written: an earlier replay in the output folder stays as it was
+    out = tmp_path / "out"; replay([KETH[0]], out, progress=False)
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    with pytest.raises(ReplayError, match="bad.json.gz: block 20612842: state: the trie nodes hash to"):
+        replay([ZETH, bad], out, progress=False)
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
 
 
 def test_cli_replays_any_shape_into_the_raw_schema(tmp_path):
