@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from eth.chains.base import MiningChain
 from eth.db.atomic import AtomicDB
 from eth.vm.forks import CancunVM
-from eth.vm.opcode_values import SLOAD, SSTORE
+from eth.vm.opcode_values import SHA3, SLOAD, SSTORE
 from eth._utils.address import generate_contract_address
 from eth_abi import encode
 from eth_keys import keys
@@ -25,6 +25,7 @@ from fastcore.basics import patch
 from fastprogress.fastprogress import progress_bar
 
 from .core import atomic_path, get_logger, load_params, project_root
+from .derive import LIT_MAX, code_consts, derive_tx, near
 
 # %% auto #0
 __all__ = ['CHAIN_ID', 'GAS_PRICE', 'GENESIS_TIME', 'TXS_SCHEMA', 'ACCESSES_SCHEMA', 'CONTRACT_PACKAGES', 'ARTIFACTS', 'MAX',
@@ -36,37 +37,60 @@ __all__ = ['CHAIN_ID', 'GAS_PRICE', 'GENESIS_TIME', 'TXS_SCHEMA', 'ACCESSES_SCHE
 # %% ../nbs/01_collect.ipynb #746802b0
 @dataclass
 class TxTrace:
-    "One applied transaction with its receipt, computation and storage accesses `(op, address, slot)`."
+    "One applied transaction with its receipt, computation, storage accesses `(op, address, slot)` and KECCAK256 preimages."
     tx: Any
     receipt: Any
     computation: Any
     accesses: list[tuple[str, bytes, int]]
+    preimages: dict[int, bytes] = field(default_factory=dict) # KECCAK256 output -> input (inputs of 1..1,024 bytes)
+    consts: set[int] = field(default_factory=set) # large code constants that a slot or a hashed word was (or was near)
+
+def _note_const(live: TxTrace, computation, v: int):
+    "Remember the code constant that a large value `v` is (or is just above), if the running code has one."
+    if v >= LIT_MAX and (c := near(code_consts(bytes(computation.msg.code)), v)) is not None: live.consts.add(c)
 
 class _Capture:
-    "An opcode that records its storage slot into a sink before running the real opcode."
-    def __init__(self, inner, op: str, sink: list):
-        self.inner, self.op, self.sink = inner, op, sink
+    "SLOAD/SSTORE: record `(op, storage address, slot)` into the live trace before running the real opcode."
+    def __init__(self, inner, op: str, live: TxTrace):
+        self.inner, self.op, self.live = inner, op, live
         self.mnemonic, self.gas_cost = inner.mnemonic, inner.gas_cost
     def __call__(self, computation):
         slot = computation.stack_pop1_int(); computation.stack_push_int(slot)
-        self.sink.append((self.op, computation.msg.storage_address, slot))
+        self.live.accesses.append((self.op, computation.msg.storage_address, slot))
+        _note_const(self.live, computation, slot)
         return self.inner(computation=computation)
 
+class _Keccak:
+    "KECCAK256: run the real opcode, then record its output -> input."
+    def __init__(self, inner, live: TxTrace):
+        self.inner, self.live = inner, live
+        self.mnemonic, self.gas_cost = inner.mnemonic, inner.gas_cost
+    def __call__(self, computation):
+        start, size = computation.stack_pop_ints(2); computation.stack_push_int(size); computation.stack_push_int(start)
+        out = self.inner(computation=computation)  # raises (out of gas…) before anything is recorded
+        if 0 < size <= 1024:
+            h = computation.stack_pop1_int(); computation.stack_push_int(h)
+            pre = bytes(computation.memory_read_bytes(start, size))  # the opcode has extended the memory itself
+            self.live.preimages[h] = pre
+            for w in range(0, size - 31, 32): _note_const(self.live, computation, int.from_bytes(pre[w : w + 32], "big"))
+        return out
+
+# %% ../nbs/01_collect.ipynb #c7a1d2e3
 def capturing(vm_class: type, # a py-evm VM class, e.g. `CancunVM`
               sink: list, # receives one `TxTrace` per applied transaction
              ) -> type:
-    "A subclass of `vm_class` that records each transaction's SLOAD/SSTORE accesses into `sink`."
+    "A subclass of `vm_class` that records each transaction's SLOAD/SSTORE accesses and KECCAK256 preimages into `sink`."
     state_cls = vm_class._state_class
     comp_cls = state_cls.computation_class
-    live: list = []  # accesses of the transaction being applied
+    live = TxTrace(None, None, None, [])  # the transaction being applied
     ops = dict(comp_cls.opcodes)
-    ops[SLOAD], ops[SSTORE] = _Capture(ops[SLOAD], "R", live), _Capture(ops[SSTORE], "W", live)
+    ops[SLOAD], ops[SSTORE], ops[SHA3] = _Capture(ops[SLOAD], "R", live), _Capture(ops[SSTORE], "W", live), _Keccak(ops[SHA3], live)
     comp = type(f"Capturing{comp_cls.__name__}", (comp_cls,), {"opcodes": ops})
     state = type(f"Capturing{state_cls.__name__}", (state_cls,), {"computation_class": comp})
     def apply_transaction(self, header, transaction):
-        live.clear()
+        live.accesses, live.preimages, live.consts = [], {}, set()
         receipt, computation = vm_class.apply_transaction(self, header, transaction)
-        sink.append(TxTrace(transaction, receipt, computation, list(live)))
+        sink.append(TxTrace(transaction, receipt, computation, live.accesses, live.preimages, live.consts))
         return receipt, computation
     return type(f"Capturing{vm_class.__name__}", (vm_class,),
                 {"_state_class": state, "apply_transaction": apply_transaction})
@@ -125,7 +149,7 @@ TXS_SCHEMA = pa.schema([("block", pa.int64()), ("tx_index", pa.int32()), ("tx_ha
                         ("to", pa.string()), ("selector", pa.string()), ("input", pa.string()), ("status", pa.string()),
                         ("gas_used", pa.int64())])
 ACCESSES_SCHEMA = pa.schema([("tx_hash", pa.string()), ("step", pa.int32()), ("op", pa.string()),
-                             ("address", pa.string()), ("slot", pa.string())])
+                             ("address", pa.string()), ("slot", pa.string()), ("derivation", pa.string())])
 
 def hex_address(a: bytes) -> str: return "0x" + bytes(a).hex().rjust(40, "0")
 def hex_slot(s: int) -> str: return "0x" + format(s, "064x")
@@ -134,14 +158,16 @@ def trace_rows(block: int, # the block number the traces belong to
                traces: Sequence[TxTrace], # the block's transactions, in order
                gas_used: Sequence[int], # gas used by each transaction (receipts hold cumulative gas)
               ) -> tuple[list[dict], list[dict]]:
-    "Rows of the raw `txs` and `accesses` tables for one block."
+    "Rows of the raw `txs` and `accesses` tables for one block; each access with its derivation (`00b_derive`)."
     txs, accesses = [], []
     for i, (t, gas) in enumerate(zip(traces, gas_used, strict=True)):
         h, data = "0x" + t.tx.hash.hex(), bytes(t.tx.data)
         txs.append(dict(block=block, tx_index=i, tx_hash=h, sender=hex_address(t.tx.sender),
                         to=hex_address(t.tx.to) if t.tx.to else "", selector="0x" + data[:4].hex() if len(data) >= 4 else "",
                         input="0x" + data.hex(), status="ok" if t.computation.is_success else "revert", gas_used=int(gas)))
-        accesses += [dict(tx_hash=h, step=j, op=op, address=hex_address(a), slot=hex_slot(s)) for j, (op, a, s) in enumerate(t.accesses)]
+        ds = derive_tx(t.tx.sender, t.tx.to, data, t.accesses, t.preimages, t.consts)
+        accesses += [dict(tx_hash=h, step=j, op=op, address=hex_address(a), slot=hex_slot(s), derivation=d)
+                     for j, ((op, a, s), d) in enumerate(zip(t.accesses, ds))]
     return txs, accesses
 
 def block_gas(traces: Sequence[TxTrace]) -> list[int]:

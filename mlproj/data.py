@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pandera.pandas as pda
 
 from .collect import ACCESSES_SCHEMA, TXS_SCHEMA
+from .derive import DERIVATION_RE, first_mismatch
 from .core import atomic_path, get_logger, project_root
 
 # %% auto #0
@@ -46,7 +47,8 @@ VALUE_CHECKS = {
     "accesses": pda.DataFrameSchema({
         "tx_hash": pda.Column(str, _hex(64, "a transaction hash")), "step": pda.Column("int32", pda.Check.ge(0, error="step >= 0")),
         "op": pda.Column(str, pda.Check.isin(["R", "W"], error="op 'R' (SLOAD) or 'W' (SSTORE)")),
-        "address": pda.Column(str, _hex(40, "an address")), "slot": pda.Column(str, _hex(64, "a 32-byte slot"))}),
+        "address": pda.Column(str, _hex(40, "an address")), "slot": pda.Column(str, _hex(64, "a 32-byte slot")),
+        "derivation": pda.Column(str, pda.Check.str_matches(DERIVATION_RE, error="a derivation (00b_derive): source|slot term, no spaces"))}),
 }
 SCHEMAS = {"txs": TXS_SCHEMA, "accesses": ACCESSES_SCHEMA}
 
@@ -69,7 +71,7 @@ def read_checked(path: Path | str, # a raw parquet file, `txs.parquet` or `acces
 
 # %% ../nbs/02_data.ipynb #1ce9d20d
 def check_structure(txs: pd.DataFrame, accesses: pd.DataFrame, txs_file: str = "txs.parquet", acc_file: str = "accesses.parquet"):
-    "Raise `RawDataError` for duplicate transactions or steps, gaps in steps, or accesses of unknown transactions."
+    "Raise `RawDataError` for duplicate transactions or steps, gaps in steps, accesses of unknown transactions, or a derivation naming another slot."
     dup = txs.tx_hash.duplicated()
     if dup.any(): raise RawDataError(txs_file, int(dup.idxmax()), "tx_hash", "each transaction once", txs.tx_hash[dup.idxmax()])
     orphan = ~accesses.tx_hash.isin(txs.tx_hash)
@@ -82,6 +84,8 @@ def check_structure(txs: pd.DataFrame, accesses: pd.DataFrame, txs_file: str = "
     if gap.any():
         row = order.index[gap.argmax()]
         raise RawDataError(acc_file, int(row), "step", f"step {int(expected.iloc[gap.argmax()])} (steps run 0, 1, 2, … per transaction)", int(accesses.step[row]))
+    if (row := first_mismatch(txs, accesses)) is not None:
+        raise RawDataError(acc_file, row, "derivation", "a derivation that resolves to the row's own (address, slot)", accesses.derivation[row])
 
 def load_raw(raw_dir: Path | str, # a folder with txs.parquet and accesses.parquet
             ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -93,11 +97,12 @@ def load_raw(raw_dir: Path | str, # a folder with txs.parquet and accesses.parqu
 
 # %% ../nbs/02_data.ipynb #a61dee1e
 def to_sequences(txs: pd.DataFrame, accesses: pd.DataFrame) -> pd.DataFrame:
-    "One row per transaction (ordered by block and index) with list columns `op`, `address`, `slot`."
+    "One row per transaction (ordered by block and index) with list columns `op`, `address`, `slot`, `derivation`."
     acc = accesses.sort_values(["tx_hash", "step"], kind="stable")
-    lists = acc.groupby("tx_hash", sort=False).agg(op=("op", list), address=("address", list), slot=("slot", list))
+    cols = [c for c in ("op", "address", "slot", "derivation") if c in acc]
+    lists = acc.groupby("tx_hash", sort=False).agg(**{c: (c, list) for c in cols})
     seq = txs.sort_values(["block", "tx_index"], kind="stable").join(lists, on="tx_hash")
-    for c in ("op", "address", "slot"): seq[c] = seq[c].apply(lambda v: v if isinstance(v, list) else [])
+    for c in cols: seq[c] = seq[c].apply(lambda v: v if isinstance(v, list) else [])
     return seq.reset_index(drop=True)
 
 # %% ../nbs/02_data.ipynb #3ae457a0

@@ -18,6 +18,7 @@ from fastprogress.fastprogress import progress_bar
 
 from .core import atomic_path, get_logger, mainnet_dir, project_root, set_seed
 from .data import load_raw, split_latest, to_sequences
+from .derive import derivation_ceiling, kind
 from .model import LMPredictor, Predictor, accesses_of, baselines
 from .tokenize import Scheme, Tokenizer, write_tokens
 from .train import IGNORE, TxDL, load_model, token_accuracy, train
@@ -25,7 +26,7 @@ from .train import IGNORE, TxDL, load_model, token_accuracy, train
 # %% auto #0
 __all__ = ['log', 'next_access_hits', 'prefetch_scores', 'model_token_accuracy', 'evaluate_set', 'breakdowns', 'plot_breakdowns',
            'least_confident_txs', 'bootstrap_ci', 'seen_pair_ceiling', 'real_splits', 'evaluate_mainnet',
-           'write_reports']
+           'derivation_report', 'write_reports']
 
 # %% ../nbs/06_evaluate.ipynb #1feaf4ca
 def next_access_hits(txs: Sequence[dict], ranked: Sequence[Sequence[Sequence]], k: int = 8) -> pd.DataFrame:
@@ -156,6 +157,15 @@ def evaluate_mainnet(parts: dict[str, pd.DataFrame], # `real_splits`: train, val
     out["sizes"] = {name: {"blocks": [int(b) for b in sorted(v.block.unique())], "txs": len(v), "accesses": int(v.address.map(len).sum())}
                     for name, v in parts.items()}
     return out
+
+# %% ../nbs/06_evaluate.ipynb #dbbe42a7
+def derivation_report(train: pd.DataFrame, test: pd.DataFrame) -> dict:
+    "Seen-pair and derivation ceilings of `test` against `train`, and the share of accesses by derivation kind in each."
+    flat = lambda df: [d for ds in df.derivation for d in ds]
+    tr, te = flat(train), flat(test)
+    kinds = lambda ds: {k: round(float(v), 4) for k, v in pd.Series([kind(d) for d in ds], dtype=object).value_counts(normalize=True).items()}
+    return {"seen_pair_ceiling": seen_pair_ceiling(train, test), "derivation_ceiling": derivation_ceiling(tr, te),
+            "kinds": {"train": kinds(tr), "test": kinds(te)}}
 
 # %% ../nbs/06_evaluate.ipynb #b895788b
 log = get_logger("evaluate")

@@ -451,7 +451,7 @@ def summarize(txs: pd.DataFrame, acc: pd.DataFrame, checks: pd.DataFrame, blocks
                     reverted=int((t.status == "revert").sum()),
                     gas_checked_blocks=int(full.sum()), gas_equal_blocks=int((b.gas_replay[full] == b.gas_header[full]).sum()),
                     slot_set_txs=int((c.check == "slot set").sum()), slot_set_equal=int(((c.check == "slot set") & c.faithful).sum()),
-                    faithful_txs=int(c.faithful.sum()))
+                    faithful_txs=int(c.faithful.sum()), unknown_derivations=int(a.derivation.str.contains("?", regex=False).sum()))
     src = checks.set_index("tx_hash").source  # a hash is unique across sources (`replay` checks it)
     out = {s: one(txs[txs.tx_hash.map(src) == s], acc[acc.tx_hash.map(src) == s], checks[checks.source == s], blocks[blocks.source == s])
            for s in sorted(blocks.source.unique())}

@@ -6,6 +6,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from mlproj.derive import first_mismatch, kind
+
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--set", "accounts=10", "--set", "tokens=3", "--set", "txs_per_block=50", "--set", "nft_ids=8"]
 SEED = yaml.safe_load((ROOT / "params.yaml").read_text())["collect"]["seed"]  # the training workload's
@@ -98,6 +100,15 @@ def test_schema_and_content(runs):
     assert (txs.groupby("block").tx_index.min() == 0).all()
     # the mix: many selectors, swaps among them (swapExactTokensForTokens)
     assert txs.selector.nunique() >= 8 and (txs.selector == "0x38ed1739").any()
+
+
+def test_every_access_resolves_from_its_derivation(runs):
+    d, _ = runs["a"]
+    txs, acc = pd.read_parquet(d / "txs.parquet"), pd.read_parquet(d / "accesses.parquet")
+    assert first_mismatch(txs, acc) is None
+    assert not acc.derivation.str.contains("?", regex=False).any()  # our contracts hash only known keys
+    # balances keyed by the sender and by call-data words, the pairs' reserves at constant slots
+    assert {"const", "map:sender", "map:arg"} <= set(acc.derivation.map(kind))
 
 
 def test_zipf_skew(runs):
