@@ -90,7 +90,7 @@ def truths(reqs: list[dict]) -> list[tuple | None]:
         if len(r["accesses"]) > len(longest.get(h, [])): longest[h] = r["accesses"]
     out = []
     for r in reqs:
-        full, n = longest[_header(r)], len(r["accesses"])
+        full, n = longest.get(_header(r), []), len(r["accesses"])  # a transaction with no access never enters longest
         out.append(tuple(full[n]) if len(full) > n and full[:n] == r["accesses"] else None)
     return out
 

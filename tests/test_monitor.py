@@ -88,3 +88,11 @@ def test_shadow_evaluation_over_the_log(archive, tiny_model, tmp_path):
     int8 = load_mar(build_mar(path, tmp_path / "int8", "mlproj", "1.0.1", {}, {**load_params("serve"), "runtime": "int8"}))
     other = shadow(int8, prod, entries)
     assert 0.5 < other["top1_agreement"] <= 1.0 and other["with_truth"] == same["with_truth"]
+
+
+def test_truths_of_a_transaction_that_made_no_access():
+    "A plain transfer's only request has an empty prefix; shadow evaluation must not crash on it (found by make retrain)."
+    from mlproj.monitor import truths
+    req = lambda acc: {"to": "0x" + "1" * 40, "selector": "", "sender": "0x" + "2" * 40, "input": "0x", "accesses": acc}
+    assert truths([req([])]) == [None]
+    assert truths([req([]), req([("0x" + "3" * 40, "0x" + "0" * 64)])]) == [("0x" + "3" * 40, "0x" + "0" * 64), None]
