@@ -20,8 +20,8 @@ from .core import atomic_path, get_logger, project_root
 
 # %% auto #0
 __all__ = ['VALUE_CHECKS', 'SCHEMAS', 'BLOCK_STRIDE', 'LENGTH_BINS', 'log', 'RawDataError', 'read_checked', 'check_structure',
-           'load_raw', 'to_sequences', 'load_sequences', 'sample', 'split', 'split_latest', 'small_slot', 'profile',
-           'write_prepared']
+           'load_raw', 'to_sequences', 'load_sequences', 'sample', 'split', 'split_latest', 'real_splits', 'small_slot',
+           'profile', 'write_prepared']
 
 # %% ../nbs/02_data.ipynb #d58cfcd3
 class RawDataError(ValueError):
@@ -152,6 +152,19 @@ def split_latest(seqs: pd.DataFrame, # transaction sequences with a `block` colu
     if start == len(sizes): raise ValueError("split_latest: no block is left to train on")
     picked["train"] = sizes.index[start:]
     return {k: seqs[seqs.block.isin(picked[k])].reset_index(drop=True) for k in ("train", "valid", "test")}
+
+# %% ../nbs/02_data.ipynb #dc21c4ec
+def real_splits(raw_dir: Path | str, # the replay stage's output: raw tables and `checks.parquet`
+                test: tuple[int, int], valid: tuple[int, int], # (blocks, transactions) at least, as in `split_latest`
+                keep_unfaithful: bool = False, # keep transactions whose replay check failed
+               ) -> dict[str, pd.DataFrame]:
+    "The real transactions, split by time, without the unfaithful replays unless asked."
+    if not isinstance(keep_unfaithful, bool): raise TypeError(f"keep_unfaithful: expected a bool, got {keep_unfaithful!r}")
+    seqs = to_sequences(*load_raw(raw_dir))
+    if not keep_unfaithful:
+        checks = pd.read_parquet(Path(raw_dir) / "checks.parquet")
+        seqs = seqs[seqs.tx_hash.isin(checks.tx_hash[checks.faithful])].reset_index(drop=True)
+    return split_latest(seqs, test, valid)
 
 # %% ../nbs/02_data.ipynb #5faaa68e
 LENGTH_BINS = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 10**9]

@@ -5,14 +5,16 @@
 # %% ../nbs/00b_derive.ipynb #5f2b207a
 from __future__ import annotations
 import bisect, functools, re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from eth_utils import keccak
 
 # %% auto #0
-__all__ = ['TOKEN', 'DERIVATION_RE', 'LIT_MAX', 'MAX_OFF', 'keccak_words', 'hex_slot', 'hex_addr', 'tokens', 'code_consts',
-           'near', 'words', 'derive_tx', 'resolve', 'kind', 'literals', 'derivation_ceiling', 'first_mismatch']
+__all__ = ['TOKEN', 'DERIVATION_RE', 'LIT_MAX', 'MAX_OFF', 'ARITY', 'keccak_words', 'hex_slot', 'hex_addr', 'tokens',
+           'code_consts', 'near', 'words', 'derive_tx', 'resolve', 'kind', 'literals', 'derivation_ceiling',
+           'first_mismatch', 'to_prefix', 'from_prefix', 'Hints', 'rederive']
 
 # %% ../nbs/00b_derive.ipynb #533b2ae0
 def keccak_words(*ws: int) -> int:
@@ -200,3 +202,131 @@ def first_mismatch(txs: pd.DataFrame, accesses: pd.DataFrame) -> int | None:
             got = resolve(d, by_tx[h], pairs[:j])
             if got is not None and got != pairs[j]: return int(i)
     return None
+
+# %% ../nbs/00b_derive.ipynb #5ca0ae3b
+def _prefix(toks: list[str], i: int, key: bool = False) -> tuple[list[str], int]:
+    "The prefix tokens of the infix term that starts at `toks[i]`, and where it ends."
+    t = toks[i]; i += 1
+    if t in ("map(", "vmap("):
+        b, i = _prefix(toks, i)
+        if toks[i] != ",": raise ValueError(f"expected ',' at token {i}")
+        k, i = _prefix(toks, i + 1, key=True); body = [t, *b, *k]
+    elif t == "arr(": b, i = _prefix(toks, i); body = [t, *b]
+    elif t.startswith("0x"): body = ["v:" + t]
+    elif t == "?": body = ["?"]
+    elif key and re.fullmatch(r"sender|to|arg\d+|c\d+", t): body = ["k:" + t]
+    else: raise ValueError(f"{t!r} cannot start a term")
+    if t in ("map(", "vmap(", "arr("):
+        if i >= len(toks) or toks[i] != ")": raise ValueError(f"expected ')' at token {i}")
+        i += 1
+    off = 0
+    while i < len(toks) and toks[i].startswith("+"): off += int(toks[i][1:]); i += 1
+    return ([f"+{off}"] if off else []) + body, i
+
+@functools.lru_cache(maxsize=65536)
+def to_prefix(derivation: str) -> tuple[str, ...]:
+    "A derivation in prefix form, the words of scheme 4: `a:<source>`, then the slot term with operators first."
+    toks = tokens(derivation)
+    if len(toks) < 3 or toks[1] != "|": raise ValueError(f"not a derivation: {derivation!r}")
+    body, i = _prefix(toks, 2)
+    if i != len(toks): raise ValueError(f"trailing tokens in {derivation!r}")
+    return ("a:" + toks[0], *body)
+
+ARITY = {"map(": 2, "vmap(": 2, "arr(": 1}
+
+def from_prefix(ptoks: Sequence[str]) -> str:
+    "The derivation spelled by prefix tokens (`to_prefix`'s inverse)."
+    if not ptoks or not ptoks[0].startswith("a:"): raise ValueError(f"expected an address token first, got {list(ptoks[:1])}")
+    def term(i: int) -> tuple[str, int]:
+        if i >= len(ptoks): raise ValueError(f"prefix tokens end inside a term: {list(ptoks)}")
+        t = ptoks[i]
+        if t.startswith("+"): s, j = term(i + 1); return s + t, j
+        if t in ARITY:
+            b, j = term(i + 1)
+            if t == "arr(": return f"arr({b})", j
+            k, j = term(j); return f"{t}{b},{k})", j
+        if t == "?": return t, i + 1
+        if t[:2] in ("v:", "k:"): return t[2:], i + 1
+        raise ValueError(f"{t!r} is not a scheme-4 token")
+    s, j = term(1)
+    if j != len(ptoks): raise ValueError(f"trailing prefix tokens: {list(ptoks[j:])}")
+    return f"{ptoks[0][2:]}|{s}"
+
+# %% ../nbs/00b_derive.ipynb #a7507c4b
+@functools.lru_cache(maxsize=1 << 17)
+def _kw(*ws: int) -> int: return keccak_words(*ws)
+
+def _value(p: Sequence[str], i: int, env: dict) -> tuple[int, int]:
+    "The value of the prefix term at `p[i]` and where it ends; `_Unknown` if it needs what `env` lacks."
+    t = p[i]
+    if t.startswith("+"): v, j = _value(p, i + 1, env); return (v + int(t[1:])) % 2**256, j
+    if t == "arr(": v, j = _value(p, i + 1, env); return _kw(v), j
+    if t in ("map(", "vmap("):
+        b, j = _value(p, i + 1, env); k, j = _value(p, j, env)
+        return (_kw(k, b) if t == "map(" else _kw(b, k)), j
+    if t == "?": raise _Unknown(t)
+    s = t[2:]
+    if t.startswith("v:"): return int(s, 16), i + 1
+    if s in ("sender", "to"):
+        if env[s] is None: raise _Unknown(s)
+        return env[s], i + 1
+    seq, n = (env["args"], int(s[3:])) if s.startswith("arg") else (env["touched"], int(s[1:]))
+    if n >= len(seq): raise _Unknown(s)
+    return seq[n], i + 1
+
+@dataclass
+class Hints:
+    "What `rederive` tries, learnt from training derivations: each address source's commonest hashed slot terms, and mapping bases."
+    templates: dict[str, list[str]]
+    bases: list[int]
+    @classmethod
+    def fit(cls, derivations: Sequence[str], top: int = 128, min_count: int = 2) -> "Hints":
+        hashed = lambda s: "(" in s or int(s.split("+")[0], 16) >= LIT_MAX
+        c = Counter(d for d in derivations if "?" not in d and hashed(d.split("|", 1)[1]))
+        out: dict[str, list[str]] = {}
+        for d, n in sorted(c.items(), key=lambda e: (-e[1], e[0])):
+            a, s = d.split("|", 1)
+            if n >= min_count and len(out.setdefault(a, [])) < top: out[a].append(s)
+        b = Counter(int(m, 16) for d in derivations for m in re.findall(r"map\((0x[0-9a-f]+),", d))
+        return cls({a: t for a, t in out.items() if t}, sorted(set(range(16)) | {v for v, n in b.items() if n >= min_count and v < MAX_OFF}))
+    def to_json(self) -> dict: return {"templates": self.templates, "bases": self.bases}
+
+# %% ../nbs/00b_derive.ipynb #bc500e5f
+def _env(tx: Mapping) -> dict:
+    hx = lambda s: int(s, 16) if s else None
+    return dict(sender=hx(tx.get("sender")), to=hx(tx.get("to")), args=words(bytes.fromhex((tx.get("input") or "0x")[2:])), touched=[])
+
+class _Guess:
+    "Mapping entries `map(base, key)` for every hint base and every source a request shows, by hash: a `_Ctx.hashes` stand-in."
+    def __init__(self, bases: Sequence[int], cx: _Ctx): self.bases, self.cx, self.keys, self.by_hash, self.sorted = bases, cx, set(), {}, []
+    def find(self, v: int) -> str | None:
+        keys = {k for k in (self.cx.sender, self.cx.to, 0, *self.cx.touched, *(a for a in self.cx.args if a < LIT_MAX)) if k is not None}
+        if new := keys - self.keys:
+            for k in new:
+                name = _key(k, self.cx, 0)
+                for b in self.bases: self.by_hash.setdefault(_kw(k, b), f"map({hex(b)},{name})")
+            self.keys |= new; self.sorted = sorted(self.by_hash)
+        h = near(self.sorted, v)
+        return None if h is None else self.by_hash[h] + (f"+{v - h}" if v > h else "")
+
+def rederive(tx: Mapping, # "sender", "to", "input" as 0x-hex, each may be missing (a request)
+             accesses: Sequence[tuple[str, str]], # its accesses so far, `(address, slot)` as 0x-hex
+             hints: Hints, # learnt from the training derivations
+            ) -> list[str]:
+    "The derivation of each access as far as a request shows it, without the KECCAK256 inputs: sources as `derive_tx` names them; a slot below 2^160 as its literal; above, the first of its source's templates that hits it, else a mapping entry of a hint base and a request source (plus an offset), else `?`."
+    env, out, vals = _env(tx), [], {}
+    cx = _Ctx(env["sender"], env["to"], env["args"], {}, [])
+    guess = _Guess(hints.bases, cx)
+    for a, s in accesses:
+        ai, v = int(a, 16), int(s, 16)
+        src = _address(ai, cx); env["touched"] = cx.touched
+        slot = hex(v) if v < LIT_MAX else None
+        for t in hints.templates.get(src, ()) if slot is None else ():
+            key = (t, len(cx.touched))
+            if key not in vals:
+                try: vals[key] = _value(to_prefix("to|" + t), 1, env)[0]
+                except _Unknown: vals[key] = None
+            if vals[key] == v: slot = t; break
+        out.append(f"{src}|{slot or guess.find(v) or '?'}")
+        if ai not in cx.touched: cx.touched.append(ai)
+    return out

@@ -17,16 +17,17 @@ import matplotlib.pyplot as plt
 from fastprogress.fastprogress import progress_bar
 
 from .core import atomic_path, get_logger, mainnet_dir, project_root, set_seed
-from .data import load_raw, split_latest, to_sequences
-from .derive import derivation_ceiling, kind
-from .model import LMPredictor, Predictor, accesses_of, baselines
+from .data import load_raw, real_splits, split_latest, to_sequences
+import copy
+from .derive import Hints, derivation_ceiling, kind, rederive
+from .model import DerivationMarkov, LMPredictor, Predictor, accesses_of, baselines
 from .tokenize import Scheme, Tokenizer, write_tokens
 from .train import IGNORE, TxDL, load_model, token_accuracy, train
 
 # %% auto #0
 __all__ = ['log', 'next_access_hits', 'prefetch_scores', 'model_token_accuracy', 'evaluate_set', 'breakdowns', 'plot_breakdowns',
-           'least_confident_txs', 'bootstrap_ci', 'seen_pair_ceiling', 'real_splits', 'evaluate_mainnet',
-           'derivation_report', 'write_reports']
+           'least_confident_txs', 'bootstrap_ci', 'seen_pair_ceiling', 'evaluate_mainnet', 'derivation_report',
+           'write_reports']
 
 # %% ../nbs/06_evaluate.ipynb #1feaf4ca
 def next_access_hits(txs: Sequence[dict], ranked: Sequence[Sequence[Sequence]], k: int = 8) -> pd.DataFrame:
@@ -126,31 +127,23 @@ def seen_pair_ceiling(train: pd.DataFrame, test: pd.DataFrame) -> float:
     pairs = [p for a, s in zip(test.address, test.slot) for p in zip(a, s)]
     return sum(p in seen for p in pairs) / max(len(pairs), 1)
 
-def real_splits(raw_dir: Path | str, # the replay stage's output: raw tables and `checks.parquet`
-                test: tuple[int, int], valid: tuple[int, int], # (blocks, transactions) at least, as in `split_latest`
-                keep_unfaithful: bool = False, # keep transactions whose replay check failed
-               ) -> dict[str, pd.DataFrame]:
-    "The real transactions, split by time, without the unfaithful replays unless asked."
-    if not isinstance(keep_unfaithful, bool): raise TypeError(f"keep_unfaithful: expected a bool, got {keep_unfaithful!r}")
-    seqs = to_sequences(*load_raw(raw_dir))
-    if not keep_unfaithful:
-        checks = pd.read_parquet(Path(raw_dir) / "checks.parquet")
-        seqs = seqs[seqs.tx_hash.isin(checks.tx_hash[checks.faithful])].reset_index(drop=True)
-    return split_latest(seqs, test, valid)
 
 # %% ../nbs/06_evaluate.ipynb #37cedb2e
 def evaluate_mainnet(parts: dict[str, pd.DataFrame], # `real_splits`: train, valid, test
                      cfg: dict, scheme: Scheme, min_freq: int, epochs: int, # the LSTM recipe (sizes as the pipeline's model)
-                     served: Predictor | None = None, # the pipeline's model, scored on the same test transactions
+                     served: Sequence[Predictor] = (), # the pipeline's model and baselines, scored on the same test transactions
                      k: int = 8, n_boot: int = 1000, seed: int = 0) -> dict:
-    "Baselines and LSTM from the real train blocks, and the served model, on the real test blocks; bootstrap intervals."
+    "Baselines and LSTM from the real train blocks, and the pipeline's (named `… (pipeline)`), on the real test blocks; bootstrap intervals."
     work = Path(tempfile.mkdtemp())
     tok = Tokenizer.fit(parts["train"], scheme, min_freq)
     write_tokens(parts, tok, {}, work / "tokens", work / "stats.json")
     train(work / "tokens", work / "model.pth", work / "live", cfg["n_hidden"], cfg["n_layers"], cfg["dropout"], epochs=epochs, bs=16, seed=seed)
     model, tok, _ = load_model(work / "model.pth")
     txs, out = parts["test"].to_dict("records"), {}
-    for p in [*baselines(parts["train"].to_dict("records")), LMPredictor(model, tok), *([served] if served else [])]:
+    pipeline = [copy.copy(p) for p in served]
+    for p in pipeline: p.name = f"{p.name} (pipeline)"
+    real_train = parts["train"].to_dict("records")
+    for p in progress_bar([*baselines(real_train), DerivationMarkov(real_train), LMPredictor(model, tok), *pipeline], leave=False):
         h = next_access_hits(txs, p.rank(txs, k), k); gen = p.prefetch(txs)
         out[p.name] = {"acc@1": float(h.hit1.mean()), f"hit@{k}": float(h.hitk.mean()), **prefetch_scores(txs, gen), **bootstrap_ci(txs, h, gen, n_boot, seed, k)}
     out["seen_pair_ceiling"] = seen_pair_ceiling(parts["train"], parts["test"])
@@ -159,12 +152,15 @@ def evaluate_mainnet(parts: dict[str, pd.DataFrame], # `real_splits`: train, val
     return out
 
 # %% ../nbs/06_evaluate.ipynb #dbbe42a7
-def derivation_report(train: pd.DataFrame, test: pd.DataFrame) -> dict:
-    "Seen-pair and derivation ceilings of `test` against `train`, and the share of accesses by derivation kind in each."
+def derivation_report(train: pd.DataFrame, test: pd.DataFrame, templates: int = 128) -> dict:
+    "Seen-pair and derivation ceilings of `test` against `train`, the share of accesses by derivation kind in each, and how often `rederive` (hints from `train`) names a test access as its true derivation does."
     flat = lambda df: [d for ds in df.derivation for d in ds]
     tr, te = flat(train), flat(test)
     kinds = lambda ds: {k: round(float(v), 4) for k, v in pd.Series([kind(d) for d in ds], dtype=object).value_counts(normalize=True).items()}
+    hints = Hints.fit(tr, templates)
+    named = [d for tx in test.to_dict("records") for d in rederive(tx, accesses_of(tx), hints)]
     return {"seen_pair_ceiling": seen_pair_ceiling(train, test), "derivation_ceiling": derivation_ceiling(tr, te),
+            "rederived_as_true": float(np.mean([a == b for a, b in zip(named, te)])) if te else 0.0,
             "kinds": {"train": kinds(tr), "test": kinds(te)}}
 
 # %% ../nbs/06_evaluate.ipynb #b895788b

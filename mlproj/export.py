@@ -11,7 +11,7 @@ from typing import Any
 import torch
 import yaml
 
-from .model import FINAL, LMPredictor
+from .model import MAX_DEPTH, LMPredictor
 from .train import load_model
 
 # %% auto #0
@@ -91,11 +91,6 @@ class Predictor:
         handler = (yaml.safe_load(conf.read_text()) if conf.exists() else {}).get("handler", {})
         return cls.load(model_dir / "model.pth", handler.get("runtime", "eager"), model_dir / "model.onnx", name=name, version=version)
 
-    def _context(self, acc) -> tuple:
-        if not acc: return (None, None)
-        a, s = acc[-1]
-        return (a, s[2 : 66 - self.tok.scheme.suffix_hex])
-
     def __call__(self, req: dict) -> dict:
         "The response to a request; raise `RequestError` if it breaks the contract."
         out = self.many([req])[0]
@@ -112,13 +107,14 @@ class Predictor:
             except RequestError as e: out[i] = e
         if not good: return out
         logits, (h, c) = self._prefix_states([self.tok.encode(request_tx(r))[:-1] for _, r in good])  # prompt and accesses, no xxeos
-        ctxs = [self._context(r["accesses"]) for _, r in good]
+        ctxs = [self.lm.context(r, r["accesses"]) for _, r in good]
         for k in sorted({r["k"] for _, r in good}):
             rows = [j for j, (_, r) in enumerate(good) if r["k"] == k]; ri = torch.tensor(rows)
             for j, best in zip(rows, self.lm._search(logits[ri], (h[:, ri], c[:, ri]), [ctxs[j] for j in rows], k)):
                 i, r = good[j]
-                seq = self._continue(logits[j : j + 1], (h[:, j : j + 1], c[:, j : j + 1]), ctxs[j], r["horizon"])
-                out[i] = {"next": [{"address": a, "slot": s, "score": round(math.exp(lp), 6)} for lp, (a, s) in best],
+                seq = self._continue(logits[j : j + 1], (h[:, j : j + 1], c[:, j : j + 1]), r, r["horizon"])
+                out[i] = {"next": [{"address": a, "slot": s, "score": round(math.exp(lp), 6), **({"derivation": d} if d else {})}
+                                   for lp, (a, s), d in best],
                           "sequence": [{"address": a, "slot": s} for a, s in seq], "model": self.info}
         return out
 
@@ -133,20 +129,24 @@ class Predictor:
         res = [self.model.step(torch.tensor([s])) for s in ids]
         return torch.cat([lg for lg, _ in res]), tuple(torch.cat([st[i] for _, st in res], 1) for i in (0, 1))
 
-    def _continue(self, logits, state, ctx, n: int) -> list:
-        "Greedy continuation of `n` accesses: the likeliest token the grammar allows, one LSTM step per token."
-        lm, out, path, last, start = self.lm, [], [], None, state
-        while len(out) < n:
-            allowed = lm._allowed([last], [ctx[0] is not None])[0]
+    def _continue(self, logits, state, req: dict, n: int) -> list:
+        "Greedy continuation of `n` accesses after the request's own: the likeliest token the grammar allows, one LSTM step per token."
+        lm, hist, out = self.lm, list(req["accesses"]), []
+        path, st, start = [], lm.start(), state
+        while len(out) < n and len(path) < MAX_DEPTH[lm.scheme]:
+            allowed = lm._allowed([st], [bool(hist)])[0]
             t = int(logits[0].masked_fill(~allowed, -math.inf).argmax())
-            path.append(t)
+            path.append(t); st = lm.after(st, t)
             logits, state = self.model.step(torch.tensor([[t]]), state)
-            if lm.kind_of[t] != FINAL[lm.scheme]: last = lm.kind_of[t]; continue
-            acc = lm._read(path, ctx); out.append(acc)
-            spelled = lm._spell(acc, ctx)  # the tokenizer's spelling of this access, which the model saw in training
+            if not lm.done(st): continue
+            ctx = lm.context(req, hist)
+            acc, d = lm._read(path, ctx)
+            if acc is None: break  # it names a source this transaction lacks (scheme 4): nothing more to say
+            spelled = lm._spell(acc, ctx, d)  # the tokenizer's spelling of this access, which the model saw in training
             if spelled != path: logits, state = lm._feed([spelled], start)
-            ctx, path, last, start = self._context([acc]), [], None, state
+            out.append(acc); hist.append(acc); path, st, start = [], lm.start(), state
         return out
+
 
 # %% ../nbs/07_export.ipynb #b1f3ad49
 import copy

@@ -64,13 +64,17 @@ def data_gate(parts: dict[str, pd.DataFrame], prof: dict, params: dict, producti
 
 # %% ../nbs/07b_gates.ipynb #afc4c4e7
 def model_gate(metrics: dict, p99_ms: float, params: dict, vs_production: dict | None = None) -> dict:
-    "Check a candidate's evaluate-stage `metrics`, latency and `vs_production` ({version, candidate, production} acc@1 on the same transactions)."
+    "Check a candidate's evaluate-stage `metrics` (test, and real test when there is one), latency and `vs_production` ({version, candidate, production} acc@1 on the same transactions)."
     test = metrics["test"]
     acc = test["lstm"]["acc@1"]
     best_name, best = max(((n, m["acc@1"]) for n, m in test.items() if n != "lstm"), key=lambda e: e[1])
-    vp = vs_production
+    vp, real = vs_production, {n: m for n, m in metrics.get("mainnet", {}).items() if isinstance(m, dict) and "acc@1" in m}
+    served = real.get("lstm (pipeline)", {}).get("acc@1")
+    rb_name, rb = max(((n, m["acc@1"]) for n, m in real.items() if "lstm" not in n), key=lambda e: e[1], default=("none", 0.0))
     checks = [check("acc@1 on test", acc, params["min_acc1"]),
               check(f"acc@1 margin over the best baseline ({best_name})", acc - best, params["min_margin"]),
+              check(f"real-test acc@1 margin over the best baseline ({rb_name})", None if served is None else served - rb, params.get("min_real_margin", 0.0),
+                    note="" if served is not None else "no real test blocks evaluated: skipped"),
               check("in-process p99 latency (ms)", p99_ms, params["max_p99_ms"], "max"),
               check(f"acc@1 change against production {vp['version']} on the same test transactions" if vp else "acc@1 change against production",
                     vp["candidate"] - vp["production"] if vp else None, -params["max_regression"],

@@ -15,11 +15,13 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .derive import Hints, from_prefix, rederive, resolve, to_prefix
 from .tokenize import BOS, EOS, PAD, SPECIALS, UNK, Scheme, Tokenizer
 
 # %% auto #0
-__all__ = ['Access', 'FINAL', 'GRAMMAR', 'AccessLM', 'accesses_of', 'Predictor', 'Counts', 'MostFrequent', 'Markov', 'LastSeen',
-           'baselines', 'token_kind', 'LMPredictor']
+__all__ = ['Access', 'FINAL', 'GRAMMAR', 'NEEDS', 'MAX_NEST', 'MAX_DEPTH', 'AccessLM', 'accesses_of', 'Predictor', 'Counts',
+           'MostFrequent', 'Markov', 'LastSeen', 'baselines', 'DerivationMarkov', 'token_kind', 'advance',
+           'LMPredictor']
 
 # %% ../nbs/04_model.ipynb #cdb845b8
 class AccessLM(nn.Module):
@@ -134,100 +136,159 @@ def baselines(train: Sequence[dict]) -> list[Predictor]:
     "The four baselines of architecture.md, built from `train`."
     return [MostFrequent(train), Markov(train, 1), Markov(train, 2), LastSeen(train)]
 
+# %% ../nbs/04_model.ipynb #21b663cc
+class DerivationMarkov(Predictor):
+    "`Markov` over whole derivations instead of `(address, slot)` pairs, each resolved for the transaction at hand: what scheme 4's representation gives without the LSTM."
+    def __init__(self, train: Sequence[dict], order: int = 2, templates: int = 128, min_count: int = 2):
+        self.name = f"markov-{order} (derivations)"
+        as_pairs = lambda tx, ds: {**tx, "address": list(ds), "slot": [""] * len(ds)}
+        self.markov = Markov([as_pairs(tx, tx["derivation"]) for tx in train], order)
+        self.hints, self._as_pairs = Hints.fit([d for tx in train for d in tx["derivation"]], templates, min_count), as_pairs
+
+    def _next(self, tx, history: list[Access], derived: list[str], k: int) -> list[Access]:
+        cands = self.markov.next(self._as_pairs(tx, derived), [(d, "") for d in derived], 8 * k)
+        return _dedupe((a for a in (resolve(d, tx, history) for d, _ in cands) if a is not None), k)
+
+    def next(self, tx, history, k): return self._next(tx, history, rederive(tx, history, self.hints), k)
+
+    def rank(self, txs, k=8):
+        out = []
+        for tx in txs:  # the derivation of an access depends only on those before it: name the whole transaction once
+            hist = accesses_of(tx); derived = rederive(tx, hist, self.hints)
+            out.append([self._next(tx, hist[:i], derived[:i], k) for i in range(len(hist))])
+        return out
+
 # %% ../nbs/04_model.ipynb #38dceb53
 FINAL = {1: "pair", 2: "s", 3: "x"}
 GRAMMAR = {  # (scheme, kind of the last token in the path, or None at the start) -> kinds that may follow
     (1, None): ("pair",), (2, None): ("a",), (2, "a"): ("s",),
     (3, None): ("a", "p", "x"), (3, "a"): ("p", "x"), (3, "p"): ("x",),
 }
+# scheme 4: a path's state is the stack of what it still needs, innermost last: A an address source, T a slot term,
+# K a key (a term or a source); Tn and Kn the same after an offset (one offset per term)
+NEEDS = {"A": ("a",), "T": ("off", "op", "v"), "Tn": ("op", "v"), "K": ("off", "op", "v", "k"), "Kn": ("op", "v")}
+MAX_NEST = 4  # pending needs at most: deeper nesting than training shows is not searched
+MAX_DEPTH = {1: 1, 2: 2, 3: 3, 4: 9}  # tokens per access at most
 
 def token_kind(tok: str) -> str:
-    "`pair`, `a`, `s`, `p`, `x`, a header kind, or `special`."
+    "`pair`, `a`, `s`, `p`, `x`, scheme 4's `op`, `off`, `v`, `k`, `?`, a header kind, or `special`."
     if tok in SPECIALS: return "special"
     if tok.startswith("0x"): return "pair"
+    if tok in ("map(", "vmap(", "arr("): return "op"
+    if tok.startswith("+"): return "off"
     return tok.split(":", 1)[0]
 
-class LMPredictor(Predictor):
-    "An `AccessLM` with its tokenizer, answering `rank` and `prefetch` with a grammar-following beam search."
-    def __init__(self, model: AccessLM, tok: Tokenizer, chunk: int = 128, name: str = "lstm"):
-        self.model, self.tok, self.chunk, self.name = model.eval(), tok, chunk, name
-        self.scheme = tok.scheme.kind
+def advance(state: tuple[str, ...], tok: str) -> tuple[str, ...]:
+    "Scheme 4: the needs after `tok`; `()` when the access is complete."
+    rest, need = state[:-1], state[-1]
+    if tok in ("map(", "vmap("): return rest + ("K", "T")
+    if tok == "arr(" or tok.startswith("a:"): return rest + ("T",)
+    if tok.startswith("+"): return rest + (need[0] + "n",)
+    return rest  # a literal or a key source fills the need
+
+# %% ../nbs/04_model.ipynb #f626a4f3
+class _Grammar:
+    "What a scheme allows next, what a token path spells, and how an access is spelled, for `LMPredictor`."
+    def __init__(self, tok: Tokenizer):
+        self.tok, self.scheme = tok, tok.scheme.kind
         kinds = np.array([token_kind(t) for t in tok.vocab.itos])
         self.kind = {k: torch.tensor(kinds == k) for k in set(kinds)}
-        self.kind_of = kinds
-        self._masks = {}
+        self.kind_of, self._masks = kinds, {}
+
+    def start(self) -> tuple | None: return ("A",) if self.scheme == 4 else None
+    def after(self, state, t: int):
+        "The state after token id `t`: scheme 4's needs, else the kind of the last token."
+        return advance(state, self.tok.vocab.itos[t]) if self.scheme == 4 else self.kind_of[t]
+    def done(self, state) -> bool: return state == () if self.scheme == 4 else state == FINAL[self.scheme]
 
     def _mask(self, kinds) -> torch.Tensor:
         m = torch.zeros(len(self.kind_of), dtype=torch.bool)
         for k in kinds: m |= self.kind.get(k, torch.zeros_like(m))
         return m
 
-    def _allowed(self, last_kinds: Sequence[str | None], has_prev: Sequence[bool]) -> torch.Tensor:
+    def _allowed(self, states: Sequence, has_prev: Sequence[bool]) -> torch.Tensor:
         "Rows of the mask of tokens that may come next."
-        keys = list(zip(last_kinds, has_prev))
+        keys = [(s[-1], len(s) >= MAX_NEST) if self.scheme == 4 else (s, hp) for s, hp in zip(states, has_prev)]
         for key in set(keys):
             if key not in self._masks:
-                lk, hp = key
-                ks = GRAMMAR[(self.scheme, lk)]
-                if self.scheme == 3 and not hp: ks = {None: ("a",), "a": ("p",), "p": ("x",)}[lk]  # first access: a, p, x
+                if self.scheme == 4: ks = [k for k in NEEDS[key[0]] if not (key[1] and k == "op")]
+                elif self.scheme == 3 and not key[1]: ks = {None: ("a",), "a": ("p",), "p": ("x",)}[key[0]]  # first access: a, p, x
+                else: ks = GRAMMAR[(self.scheme, key[0])]
                 self._masks[key] = self._mask(ks)
         return torch.stack([self._masks[k] for k in keys])
 
-    def _read(self, path: Sequence[int], ctx: tuple[str | None, str | None]) -> Access:
-        "The access a token path spells, given the (address, prefix) of the previous access."
-        a, p = ctx
+    def _read(self, path: Sequence[int], ctx: tuple) -> tuple[Access | None, str | None]:
+        "The access a complete token path spells, and its derivation (scheme 4; None elsewhere), in context `ctx`."
+        if self.scheme == 4:  # ctx: the transaction and its accesses so far
+            d = from_prefix(self.tok.vocab.decode(path))
+            return resolve(d, ctx[0], ctx[1]), d
+        a, p = ctx  # the previous access's address and slot prefix
         for t in path:
             kind, _, v = self.tok.vocab.itos[t].partition(":")
-            if self.scheme == 1: return (kind, v)
+            if self.scheme == 1: return (kind, v), None
             if kind == "a": a = v
             elif kind == "p": p = v
-            elif kind == "s": return (a, v)
-            elif kind == "x": return (a, "0x" + p + v)
+            elif kind == "s": return (a, v), None
+            elif kind == "x": return (a, "0x" + p + v), None
         raise ValueError(f"token path {path} does not complete an access")
 
+    def _spell(self, acc: Access, ctx, derivation: str | None = None) -> list[int]:
+        "The tokenizer's spelling of `acc` after context `ctx` (scheme 4: of its `derivation`)."
+        s = self.tok.scheme
+        if s.kind == 4: toks = list(to_prefix(derivation))
+        elif s.kind == 3:
+            a, p = ctx; toks = []
+            if acc[0] != a: toks.append(f"a:{acc[0]}")
+            if acc[1][2 : 66 - s.suffix_hex] != p: toks.append(f"p:{acc[1][2 : 66 - s.suffix_hex]}")
+            toks.append(f"x:{acc[1][66 - s.suffix_hex :]}")
+        else: toks = s.accesses([acc[0]], [acc[1]])
+        return self.tok.vocab.encode(toks)
+
+    def context(self, tx, history: Sequence[Access]) -> tuple:
+        "What reading the next access needs: scheme 4 the transaction and its accesses so far, else the last access's address and prefix."
+        if self.scheme == 4: return (tx, list(history))
+        if not history: return (None, None)
+        a, s = history[-1]
+        return (a, s[2 : 66 - self.tok.scheme.suffix_hex])
+
+# %% ../nbs/04_model.ipynb #e824d41d
+class _Search(_Grammar):
+    "The beam search over token paths that spell whole accesses."
     @torch.inference_mode()
-    def _search(self, logits: torch.Tensor, state, ctx: list, k: int) -> list[list[tuple[float, Access]]]:
-        "Beam search from N positions (their next-token logits and LSTM states): the top-`k` accesses of each."
+    def _search(self, logits: torch.Tensor, state, ctx: list, k: int) -> list[list[tuple[float, Access, str | None]]]:
+        "Beam search from N positions (their next-token logits and LSTM states): the top-`k` accesses of each, with score and derivation."
         n = logits.shape[0]
         finished = [[] for _ in range(n)]
-        rows = list(range(n)); score = torch.zeros(n); paths = [[] for _ in range(n)]; last = [None] * n
+        rows = list(range(n)); score = torch.zeros(n); paths = [[] for _ in range(n)]; last = [self.start()] * n
         has_prev = [c[0] is not None for c in ctx]
-        for depth in range(3):
-            if not rows: break
+        for depth in range(MAX_DEPTH[self.scheme]):
             lp = F.log_softmax(logits.float(), -1) + score[:, None]
             lp = lp.masked_fill(~self._allowed(last, [has_prev[r] for r in rows]), -math.inf)
             top, idx = lp.topk(min(k, lp.shape[1]), -1)
-            nxt = []  # (score, row position in this frontier, token)
+            nxt = []  # (score, row position in this frontier, token, state after it)
             for j, r in enumerate(rows):
                 for s, t in zip(top[j].tolist(), idx[j].tolist()):
                     if s == -math.inf: break
-                    if self.kind_of[t] == FINAL[self.scheme]: finished[r].append((s, paths[j] + [t]))
-                    else: nxt.append((s, j, t))
-            if depth == 2 or not nxt: break
+                    st = self.after(last[j], t)
+                    if self.done(st): finished[r].append((s, paths[j] + [t]))
+                    else: nxt.append((s, j, t, st))
+            # a path's score only falls: one below a position's k-th finished candidate can never enter its top k
+            bar = {r: sorted((s for s, _ in f), reverse=True)[k - 1] for r, f in enumerate(finished) if len(f) >= k}
+            nxt = [e for e in nxt if e[0] > bar.get(rows[e[1]], -math.inf)]
+            if depth == MAX_DEPTH[self.scheme] - 1 or not nxt: break
             by_row = defaultdict(list)
-            for s, j, t in nxt: by_row[rows[j]].append((s, j, t))
-            keep = [e for r in by_row for e in sorted(by_row[r], reverse=True)[:k]]
-            js = torch.tensor([j for _, j, _ in keep]); toks = torch.tensor([[t] for _, _, t in keep])
+            for e in nxt: by_row[rows[e[1]]].append(e)
+            keep = [e for r in by_row for e in sorted(by_row[r], key=lambda e: -e[0])[:k]]
+            js = torch.tensor([e[1] for e in keep]); toks = torch.tensor([[e[2]] for e in keep])
             h, c = state
             logits, state = self.model.step(toks, (h[:, js], c[:, js]))
-            rows = [rows[j] for _, j, _ in keep]; score = torch.tensor([s for s, _, _ in keep])
-            paths = [paths[j] + [t] for _, j, t in keep]; last = [self.kind_of[t] for _, _, t in keep]
+            rows = [rows[e[1]] for e in keep]; score = torch.tensor([e[0] for e in keep])
+            paths = [paths[e[1]] + [e[2]] for e in keep]; last = [e[3] for e in keep]
         out = []
         for r in range(n):
-            cands = sorted(finished[r], key=lambda e: -e[0])
-            out.append(_dedupe(((s, self._read(p, ctx[r])) for s, p in cands), None)[: 4 * k])
-        return [_dedupe_acc(o, k) for o in out]
-
-    def _starts(self, tx) -> tuple[list[int], list[tuple]]:
-        "Token positions after which each access begins, and the (address, prefix) context before each access."
-        s = self.tok.scheme
-        n_prompt = len(s.prompt(tx)); pos, ctx = [], []
-        prev_a = prev_p = None; t = n_prompt
-        for a, slot in zip(tx["address"], tx["slot"]):
-            pos.append(t - 1); ctx.append((prev_a, prev_p))
-            t += len(s.accesses([a], [slot])) if s.kind != 3 else (a != prev_a) + (slot[2 : 66 - s.suffix_hex] != prev_p) + 1
-            prev_a, prev_p = a, slot[2 : 66 - s.suffix_hex]
-        return pos, ctx
+            cands = ((s, *self._read(p, ctx[r])) for s, p in sorted(finished[r], key=lambda e: -e[0]))
+            out.append(_dedupe_acc([c for c in cands if c[1] is not None], k))
+        return out
 
     @torch.inference_mode()
     def _states_at(self, seqs: list[list[int]], wanted: list[list[int]]):
@@ -246,13 +307,56 @@ class LMPredictor(Predictor):
                 order += [(i, t) for i in at[t]]
         return order, torch.cat(logits), (torch.cat(hs, 1), torch.cat(cs, 1))
 
-    def rank(self, txs, k=8): return [[[a for _, a in c] for c in tx] for tx in self.rank_scored(txs, k)]
+    def _feed(self, toks: list[list[int]], state):
+        "Advance each row's state by its own tokens; return the logits after each row's last token."
+        h, c = state
+        logits = torch.zeros(len(toks), len(self.kind_of))
+        for d in range(max(map(len, toks))):
+            rows = [r for r, t in enumerate(toks) if len(t) > d]
+            ri = torch.tensor(rows)
+            lg, (h2, c2) = self.model.step(torch.tensor([[toks[r][d]] for r in rows]), (h[:, ri], c[:, ri]))
+            h, c = h.clone(), c.clone(); h[:, ri], c[:, ri] = h2, c2
+            done = [j for j, r in enumerate(rows) if len(toks[r]) == d + 1]
+            if done: logits[torch.tensor([rows[j] for j in done])] = lg[torch.tensor(done)]
+        return logits, (h, c)
 
-    def rank_scored(self, txs, k=8) -> list[list[list[tuple[float, Access]]]]:
-        "Like `rank`, with the log-probability of each candidate."
+def _dedupe_acc(scored: list[tuple], k: int) -> list[tuple]:
+    "The first `k` entries `(score, access, ...)` with distinct accesses."
+    out, seen = [], set()
+    for e in scored:
+        if e[1] not in seen: seen.add(e[1]); out.append(e)
+        if len(out) == k: break
+    return out
+
+# %% ../nbs/04_model.ipynb #ad61609b
+class LMPredictor(_Search, Predictor):
+    "An `AccessLM` with its tokenizer, answering `rank` and `prefetch` with a grammar-following beam search."
+    def __init__(self, model: AccessLM, tok: Tokenizer, chunk: int = 128, name: str = "lstm"):
+        super().__init__(tok)
+        self.model, self.chunk, self.name = model.eval(), chunk, name
+
+    def as_request(self, tx) -> dict:
+        "`tx` as serving sees it: without the true derivations, so scheme 4 reads what `rederive` makes of its accesses."
+        return self.tok.with_derivations({k: v for k, v in tx.items() if k != "derivation"})
+
+    def _starts(self, tx) -> tuple[list[int], list[tuple]]:
+        "Token positions after which each access begins (in `as_request(tx)`'s tokens), and the context before each access."
+        s, hist = self.tok.scheme, accesses_of(tx)
+        t, pos, ctx = len(s.prompt(tx)), [], []
+        for j, (a, slot) in enumerate(hist):
+            pos.append(t - 1); ctx.append(self.context(tx, hist[:j]))
+            if s.kind == 4: t += len(to_prefix(tx["derivation"][j]))
+            elif s.kind == 3: t += (j == 0 or a != hist[j - 1][0]) + (j == 0 or slot[2 : 66 - s.suffix_hex] != hist[j - 1][1][2 : 66 - s.suffix_hex]) + 1
+            else: t += len(s.accesses([a], [slot]))
+        return pos, ctx
+
+    def rank(self, txs, k=8): return [[[c[1] for c in pos] for pos in tx] for tx in self.rank_scored(txs, k)]
+
+    def rank_scored(self, txs, k=8) -> list[list[list[tuple[float, Access, str | None]]]]:
+        "Like `rank`, with the log-probability (and, scheme 4, the derivation) of each candidate."
         out = []
         for c0 in range(0, len(txs), self.chunk):
-            chunk = txs[c0 : c0 + self.chunk]
+            chunk = [self.as_request(tx) for tx in txs[c0 : c0 + self.chunk]]
             info = [self._starts(tx) for tx in chunk]
             seqs = [self.tok.encode(tx) for tx in chunk]
             res = [[None] * len(tx["address"]) for tx in chunk]
@@ -276,47 +380,16 @@ class LMPredictor(Predictor):
             order, logits, state = self._states_at(prompts, [[len(p) - 1] for p in prompts])
             rows = [i for i, _ in order]
             n = [len(chunk[i]["address"]) for i in rows]
-            ctx = [(None, None)] * len(rows); gen = [[] for _ in rows]
+            gen = [[] for _ in rows]
             for step in range(max(n, default=0)):
-                best = self._search(logits, state, ctx, 1)
-                acc = [b[0][1] if b else None for b in best]
-                for r, a in enumerate(acc):
-                    if a is not None and step < n[r]: gen[r].append(a)
-                # feed the chosen access's tokens, as the tokenizer would spell them after the context
-                toks = [self._spell(a, ctx[r]) if a else [self.tok.vocab.stoi[UNK]] for r, a in enumerate(acc)]
+                best = self._search(logits, state, [self.context(chunk[i], gen[r]) for r, i in enumerate(rows)], 1)
+                toks = []
+                for r, b in enumerate(best):
+                    if b: gen[r].append(b[0][1])
+                    # feed the chosen access's tokens, as the tokenizer would spell them after the context
+                    toks.append(self._spell(b[0][1], self.context(chunk[rows[r]], gen[r][:-1]), b[0][2]) if b else [self.tok.vocab.stoi[UNK]])
                 logits, state = self._feed(toks, state)
-                ctx = [(a[0], a[1][2 : 66 - self.tok.scheme.suffix_hex]) if a else ctx[r] for r, a in enumerate(acc)]
             res = [None] * len(chunk)
-            for r, i in enumerate(rows): res[i] = gen[r]
+            for r, i in enumerate(rows): res[i] = gen[r][: n[r]]
             out += res
         return out
-
-    def _spell(self, acc: Access, ctx) -> list[int]:
-        s = self.tok.scheme
-        if s.kind == 3:
-            a, p = ctx; toks = []
-            if acc[0] != a: toks.append(f"a:{acc[0]}")
-            if acc[1][2 : 66 - s.suffix_hex] != p: toks.append(f"p:{acc[1][2 : 66 - s.suffix_hex]}")
-            toks.append(f"x:{acc[1][66 - s.suffix_hex :]}")
-        else: toks = s.accesses([acc[0]], [acc[1]])
-        return self.tok.vocab.encode(toks)
-
-    def _feed(self, toks: list[list[int]], state):
-        "Advance each row's state by its own (1 to 3) tokens; return the logits after each row's last token."
-        h, c = state
-        logits = torch.zeros(len(toks), len(self.kind_of))
-        for d in range(max(map(len, toks))):
-            rows = [r for r, t in enumerate(toks) if len(t) > d]
-            ri = torch.tensor(rows)
-            lg, (h2, c2) = self.model.step(torch.tensor([[toks[r][d]] for r in rows]), (h[:, ri], c[:, ri]))
-            h, c = h.clone(), c.clone(); h[:, ri], c[:, ri] = h2, c2
-            done = [j for j, r in enumerate(rows) if len(toks[r]) == d + 1]
-            if done: logits[torch.tensor([rows[j] for j in done])] = lg[torch.tensor(done)]
-        return logits, (h, c)
-
-def _dedupe_acc(scored: list[tuple[float, Access]], k: int) -> list[tuple[float, Access]]:
-    out, seen = [], set()
-    for s, a in scored:
-        if a not in seen: seen.add(a); out.append((s, a))
-        if len(out) == k: break
-    return out

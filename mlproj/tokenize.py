@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .core import atomic_path, get_logger, project_root
+from .derive import Hints, from_prefix, rederive, to_prefix
 
 # %% auto #0
 __all__ = ['PAD', 'UNK', 'BOS', 'EOS', 'SPECIALS', 'HEADER_FIELDS', 'MAX_ARGS', 'log', 'address_args', 'Scheme', 'Vocab',
@@ -39,12 +40,12 @@ def address_args(data: str, # call data, 0x-hex
 @dataclass(frozen=True)
 class Scheme:
     "How a transaction's header and accesses become tokens."
-    kind: int = 3  # 1: (address, slot); 2: address, slot; 3: address, slot prefix, slot suffix (repeats left out)
+    kind: int = 3  # 1: (address, slot); 2: address, slot; 3: address, slot prefix, slot suffix (repeats left out); 4: derivation
     suffix_hex: int = 4  # scheme 3: hex digits in the suffix token
     header: tuple[str, ...] = ("to", "selector")  # header fields of the prompt
 
     def __post_init__(self):
-        if self.kind not in (1, 2, 3): raise ValueError(f"tokenize.scheme: expected 1, 2 or 3, got {self.kind!r}")
+        if self.kind not in (1, 2, 3, 4): raise ValueError(f"tokenize.scheme: expected 1, 2, 3 or 4, got {self.kind!r}")
         if not 1 <= self.suffix_hex < 64: raise ValueError(f"tokenize.suffix_hex: expected 1..63, got {self.suffix_hex!r}")
         bad = [h for h in self.header if h not in HEADER_FIELDS]
         if bad: raise ValueError(f"tokenize.header: unknown fields {bad}; expected some of {HEADER_FIELDS}")
@@ -56,8 +57,11 @@ class Scheme:
             out += [f"arg:{a}" for a in address_args(tx["input"] or "")] if h == "args" else [f"{h}:{tx[h] or 'none'}"]
         return out
 
-    def accesses(self, addresses: Sequence[str], slots: Sequence[str]) -> list[str]:
-        "The tokens of an access sequence."
+    def accesses(self, addresses: Sequence[str], slots: Sequence[str], derivations: Sequence[str] = ()) -> list[str]:
+        "The tokens of an access sequence (scheme 4 spells the `derivations` in prefix form)."
+        if self.kind == 4:
+            if len(derivations) != len(addresses): raise ValueError(f"scheme 4: expected a derivation per access, got {len(derivations)} for {len(addresses)}")
+            return [t for d in derivations for t in to_prefix(d)]
         out, prev_a, prev_p = [], None, None
         for a, s in zip(addresses, slots, strict=True):
             if self.kind == 1: out.append(f"{a}:{s}"); continue
@@ -70,10 +74,16 @@ class Scheme:
 
     def tokens(self, tx) -> list[str]:
         "The whole sentence of a transaction (a row with header fields, `address` and `slot` lists)."
-        return self.prompt(tx) + self.accesses(tx["address"], tx["slot"]) + [EOS]
+        return self.prompt(tx) + self.accesses(tx["address"], tx["slot"], tx.get("derivation", ())) + [EOS]
 
-    def read(self, tokens: Iterable[str]) -> list[tuple[str, str]]:
-        "The accesses `(address, slot)` spelled by access tokens; other tokens are skipped."
+    def read(self, tokens: Iterable[str]) -> list[tuple[str, str]] | list[str]:
+        "The accesses `(address, slot)` spelled by access tokens (scheme 4: their derivations); other tokens are skipped."
+        if self.kind == 4:
+            groups = []
+            for t in tokens:
+                if t.startswith("a:"): groups.append([t])
+                elif groups and t not in SPECIALS: groups[-1].append(t)
+            return [from_prefix(g) for g in groups]
         out, a, p, pending = [], None, None, None
         for t in tokens:
             kind, _, v = t.partition(":")
@@ -110,13 +120,20 @@ class Tokenizer:
     "A scheme with its vocabulary."
     scheme: Scheme
     vocab: Vocab
+    hints: Hints | None = None  # scheme 4: how `rederive` names the accesses of a transaction that comes without derivations
 
     @classmethod
-    def fit(cls, train: pd.DataFrame, scheme: Scheme, min_freq: int = 2) -> "Tokenizer":
-        "Build the vocabulary on the training transactions."
-        return cls(scheme, Vocab.build((scheme.tokens(tx) for tx in train.to_dict("records")), min_freq))
+    def fit(cls, train: pd.DataFrame, scheme: Scheme, min_freq: int = 2, templates: int = 128) -> "Tokenizer":
+        "Build the vocabulary (and, for scheme 4, the `Hints` with `templates` slot terms per source) on the training transactions."
+        hints = Hints.fit([d for ds in train.derivation for d in ds], templates, min_freq) if scheme.kind == 4 else None
+        return cls(scheme, Vocab.build((scheme.tokens(tx) for tx in train.to_dict("records")), min_freq), hints)
 
-    def encode(self, tx) -> list[int]: return self.vocab.encode(self.scheme.tokens(tx))
+    def with_derivations(self, tx) -> dict:
+        "`tx` with a derivation per access: its own if it has them, else (scheme 4, a request) `rederive`'s."
+        if self.scheme.kind != 4 or len(tx.get("derivation", ())) == len(tx["address"]): return tx
+        return {**tx, "derivation": rederive(tx, list(zip(tx["address"], tx["slot"])), self.hints)}
+
+    def encode(self, tx) -> list[int]: return self.vocab.encode(self.scheme.tokens(self.with_derivations(tx)))
 
     def decode(self, ids: Sequence[int]) -> dict:
         "The header fields and the `(address, slot)` accesses spelled by `ids`."
@@ -127,11 +144,14 @@ class Tokenizer:
             k, v = t.split(":", 1)
             if k == "arg": head.setdefault("args", []).append(v)
             else: head[k] = "" if v == "none" else v
-        return {**head, "accesses": self.scheme.read(toks[n:])}
+        return {**head, ("derivations" if self.scheme.kind == 4 else "accesses"): self.scheme.read(toks[n:])}
 
-    def to_json(self) -> dict: return {"scheme": self.scheme.kind, "suffix_hex": self.scheme.suffix_hex, "header": list(self.scheme.header), "itos": self.vocab.itos}
+    def to_json(self) -> dict:
+        return {"scheme": self.scheme.kind, "suffix_hex": self.scheme.suffix_hex, "header": list(self.scheme.header), "itos": self.vocab.itos,
+                **({"hints": self.hints.to_json()} if self.hints else {})}
     @classmethod
-    def from_json(cls, d: dict) -> "Tokenizer": return cls(Scheme(d["scheme"], d["suffix_hex"], tuple(d["header"])), Vocab(d["itos"]))
+    def from_json(cls, d: dict) -> "Tokenizer":
+        return cls(Scheme(d["scheme"], d["suffix_hex"], tuple(d["header"])), Vocab(d["itos"]), Hints(**d["hints"]) if "hints" in d else None)
 
 # %% ../nbs/03_tokenize.ipynb #21378347
 def scheme_stats(parts: dict[str, pd.DataFrame], scheme: Scheme, min_freq: int = 2) -> dict:
@@ -140,7 +160,7 @@ def scheme_stats(parts: dict[str, pd.DataFrame], scheme: Scheme, min_freq: int =
     out = {"vocab_size": len(tok.vocab)}
     for name, df in parts.items():
         n_acc = int(df.address.map(len).sum())
-        toks = [t for tx in df.to_dict("records") for t in scheme.accesses(tx["address"], tx["slot"])]
+        toks = [t for tx in df.to_dict("records") for t in scheme.accesses(tx["address"], tx["slot"], tx.get("derivation", ()))]
         head = [t for tx in df.to_dict("records") for t in scheme.prompt(tx)[1:]]
         if name == "train": out["tokens_per_access"] = round(len(toks) / max(n_acc, 1), 4)
         else:
@@ -151,11 +171,15 @@ def scheme_stats(parts: dict[str, pd.DataFrame], scheme: Scheme, min_freq: int =
 # %% ../nbs/03_tokenize.ipynb #76080a44
 log = get_logger("tokenize")
 
-def write_tokens(parts: dict[str, pd.DataFrame], tok: Tokenizer, stats: dict, out_dir: Path | str, stats_path: Path | str) -> None:
+def write_tokens(parts: dict[str, pd.DataFrame], tok: Tokenizer, stats: dict, out_dir: Path | str, stats_path: Path | str,
+                 mainnet_copies: int = 1, # how many times each real transaction (column `mainnet`) of train is written
+                ) -> None:
     "Write `{split}.parquet` (tx_hash, ids), `vocab.json` and the statistics."
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         for k, df in parts.items():
+            if k == "train" and "mainnet" in df and mainnet_copies != 1:
+                df = pd.concat([df[~df.mainnet]] + [df[df.mainnet]] * mainnet_copies, ignore_index=True)
             recs = df.to_dict("records")
             pd.DataFrame({"tx_hash": df.tx_hash, "ids": [np.asarray(tok.encode(tx), np.int32) for tx in recs],
                           "prompt_len": [len(tok.scheme.prompt(tx)) for tx in recs]}).to_parquet(tmp / f"{k}.parquet", index=False)

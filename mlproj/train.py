@@ -132,7 +132,7 @@ def train_tiny(work: Path | str, # folder for the raw data, tokens and model
     from mlproj.tokenize import Scheme, write_tokens
     work = Path(work)
     parts = split(to_sequences(*load_raw(raw or collect_tiny(work / "raw"))), 0.2, 0.2)
-    tok = Tokenizer.fit(parts["train"], Scheme(3, 4, ("to", "selector", "sender", "args")), min_freq=1)
+    tok = Tokenizer.fit(parts["train"], Scheme(4, 4, ("to", "selector", "sender", "args")), min_freq=1)
     write_tokens(parts, tok, {}, work / "tokens", work / "stats.json")
     train(work / "tokens", work / "model.pth", work / "live", n_hidden=32, epochs=epochs, bs=16, seed=seed)
     return work / "model.pth", parts

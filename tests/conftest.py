@@ -22,8 +22,15 @@ def raw_copy(tiny_raw, tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def parts(tiny_raw):
+    "`tiny_raw` split by block into train, valid and test (0.6 / 0.2 / 0.2). Treat as read-only."
+    from mlproj.data import load_raw, split, to_sequences
+    return split(to_sequences(*load_raw(tiny_raw)), 0.2, 0.2)
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tiny_raw, tmp_path_factory):
-    "A tiny trained model (scheme 3, full prompt) and its splits: `(model_path, parts)`."
+    "A tiny trained model (scheme 4, full prompt) and its splits: `(model_path, parts)`."
     from mlproj.train import train_tiny
     return train_tiny(tmp_path_factory.mktemp("tiny_model"), raw=tiny_raw)
 
