@@ -133,7 +133,7 @@ def evaluate_mainnet(parts: dict[str, pd.DataFrame], # `real_splits`: train, val
                      cfg: dict, scheme: Scheme, min_freq: int, epochs: int, # the LSTM recipe (sizes as the pipeline's model)
                      served: Sequence[Predictor] = (), # the pipeline's model and baselines, scored on the same test transactions
                      k: int = 8, n_boot: int = 1000, seed: int = 0) -> dict:
-    "Baselines and LSTM from the real train blocks, and the pipeline's (named `… (pipeline)`), on the real test blocks; bootstrap intervals."
+    "Baselines and LSTM from the real train blocks, and the pipeline's (named `… (pipeline)`), on the real test blocks: bootstrap intervals, and acc@1 by derivation kind."
     work = Path(tempfile.mkdtemp())
     tok = Tokenizer.fit(parts["train"], scheme, min_freq)
     write_tokens(parts, tok, {}, work / "tokens", work / "stats.json")
@@ -143,10 +143,14 @@ def evaluate_mainnet(parts: dict[str, pd.DataFrame], # `real_splits`: train, val
     pipeline = [copy.copy(p) for p in served]
     for p in pipeline: p.name = f"{p.name} (pipeline)"
     real_train = parts["train"].to_dict("records")
+    kinds = pd.Series([kind(d) for tx in txs for d in tx["derivation"]], dtype=object)
+    by_kind = pd.DataFrame({"share": kinds.value_counts(normalize=True)})
     for p in progress_bar([*baselines(real_train), DerivationMarkov(real_train), LMPredictor(model, tok), *pipeline], leave=False):
         h = next_access_hits(txs, p.rank(txs, k), k); gen = p.prefetch(txs)
+        by_kind[p.name] = h.hit1.groupby(kinds.to_numpy()).mean()
         out[p.name] = {"acc@1": float(h.hit1.mean()), f"hit@{k}": float(h.hitk.mean()), **prefetch_scores(txs, gen), **bootstrap_ci(txs, h, gen, n_boot, seed, k)}
     out["seen_pair_ceiling"] = seen_pair_ceiling(parts["train"], parts["test"])
+    out["by_kind"] = {kd: {c: float(v) for c, v in row.items()} for kd, row in by_kind.iterrows()}  # acc@1 per derivation kind
     out["sizes"] = {name: {"blocks": [int(b) for b in sorted(v.block.unique())], "txs": len(v), "accesses": int(v.address.map(len).sum())}
                     for name, v in parts.items()}
     return out
