@@ -237,6 +237,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'mlproj.model._Grammar._read': ('model.html#_grammar._read', 'mlproj/model.py'),
                               'mlproj.model._Grammar._spell': ('model.html#_grammar._spell', 'mlproj/model.py'),
                               'mlproj.model._Grammar.after': ('model.html#_grammar.after', 'mlproj/model.py'),
+                              'mlproj.model._Grammar.available': ('model.html#_grammar.available', 'mlproj/model.py'),
                               'mlproj.model._Grammar.context': ('model.html#_grammar.context', 'mlproj/model.py'),
                               'mlproj.model._Grammar.done': ('model.html#_grammar.done', 'mlproj/model.py'),
                               'mlproj.model._Grammar.start': ('model.html#_grammar.start', 'mlproj/model.py'),

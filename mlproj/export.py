@@ -135,13 +135,14 @@ class Predictor:
         path, st, start = [], lm.start(), state
         while len(out) < n and len(path) < MAX_DEPTH[lm.scheme]:
             allowed = lm._allowed([st], [bool(hist)])[0]
+            if lm.scheme == 4: allowed = allowed & lm.available(lm.context(req, hist))
             t = int(logits[0].masked_fill(~allowed, -math.inf).argmax())
             path.append(t); st = lm.after(st, t)
             logits, state = self.model.step(torch.tensor([[t]]), state)
             if not lm.done(st): continue
             ctx = lm.context(req, hist)
             acc, d = lm._read(path, ctx)
-            if acc is None: break  # it names a source this transaction lacks (scheme 4): nothing more to say
+            if acc is None: break  # cannot happen: `available` masks every source the request lacks
             spelled = lm._spell(acc, ctx, d)  # the tokenizer's spelling of this access, which the model saw in training
             if spelled != path: logits, state = lm._feed([spelled], start)
             out.append(acc); hist.append(acc); path, st, start = [], lm.start(), state

@@ -5,7 +5,7 @@ for the next accesses."""
 
 # %% ../nbs/04_model.ipynb #16c801c5
 from __future__ import annotations
-import math
+import math, re
 from collections import Counter, defaultdict
 from typing import Iterable, Sequence
 
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .derive import Hints, from_prefix, rederive, resolve, to_prefix
+from .derive import Hints, from_prefix, rederive, resolve, to_prefix, words
 from .tokenize import BOS, EOS, PAD, SPECIALS, UNK, Scheme, Tokenizer
 
 # %% auto #0
@@ -168,7 +168,7 @@ GRAMMAR = {  # (scheme, kind of the last token in the path, or None at the start
 # K a key (a term or a source); Tn and Kn the same after an offset (one offset per term)
 NEEDS = {"A": ("a",), "T": ("off", "op", "v"), "Tn": ("op", "v"), "K": ("off", "op", "v", "k"), "Kn": ("op", "v")}
 MAX_NEST = 4  # pending needs at most: deeper nesting than training shows is not searched
-MAX_DEPTH = {1: 1, 2: 2, 3: 3, 4: 9}  # tokens per access at most
+MAX_DEPTH = {1: 1, 2: 2, 3: 3, 4: 12}  # tokens per access at most
 
 def token_kind(tok: str) -> str:
     "`pair`, `a`, `s`, `p`, `x`, scheme 4's `op`, `off`, `v`, `k`, `?`, a header kind, or `special`."
@@ -194,6 +194,10 @@ class _Grammar:
         kinds = np.array([token_kind(t) for t in tok.vocab.itos])
         self.kind = {k: torch.tensor(kinds == k) for k in set(kinds)}
         self.kind_of, self._masks = kinds, {}
+        # scheme 4: each source token's type and index (`a:c2` -> ("c", 2)), to mask the sources a transaction lacks
+        src = [re.fullmatch(r"[ak]:(sender|to|arg|c)(\d*)", t) for t in tok.vocab.itos]
+        self._src_type = np.array([m.group(1) if m else "" for m in src])
+        self._src_idx = np.array([int(m.group(2) or 0) if m else 0 for m in src])
 
     def start(self) -> tuple | None: return ("A",) if self.scheme == 4 else None
     def after(self, state, t: int):
@@ -216,6 +220,17 @@ class _Grammar:
                 else: ks = GRAMMAR[(self.scheme, key[0])]
                 self._masks[key] = self._mask(ks)
         return torch.stack([self._masks[k] for k in keys])
+
+    def available(self, ctx) -> torch.Tensor | None:
+        "Scheme 4: which tokens name a source that the context's transaction has (earlier contracts, call-data words, sender, `to`); None for other schemes."
+        if self.scheme != 4: return None
+        tx, hist = ctx
+        n = {"c": len({a for a, _ in hist}), "arg": len(words(bytes.fromhex((tx.get("input") or "0x")[2:]))),
+             "sender": 1 if tx.get("sender") else 0, "to": 1 if tx.get("to") else 0}
+        t, i = self._src_type, self._src_idx
+        missing = np.zeros(len(t), dtype=bool)
+        for typ, count in n.items(): missing |= (t == typ) & (i >= count)
+        return torch.from_numpy(~missing)
 
     def _read(self, path: Sequence[int], ctx: tuple) -> tuple[Access | None, str | None]:
         "The access a complete token path spells, and its derivation (scheme 4; None elsewhere), in context `ctx`."
@@ -261,9 +276,12 @@ class _Search(_Grammar):
         finished = [[] for _ in range(n)]
         rows = list(range(n)); score = torch.zeros(n); paths = [[] for _ in range(n)]; last = [self.start()] * n
         has_prev = [c[0] is not None for c in ctx]
+        avail = [self.available(c) for c in ctx]
         for depth in range(MAX_DEPTH[self.scheme]):
             lp = F.log_softmax(logits.float(), -1) + score[:, None]
-            lp = lp.masked_fill(~self._allowed(last, [has_prev[r] for r in rows]), -math.inf)
+            allowed = self._allowed(last, [has_prev[r] for r in rows])
+            if self.scheme == 4: allowed &= torch.stack([avail[r] for r in rows])
+            lp = lp.masked_fill(~allowed, -math.inf)
             top, idx = lp.topk(min(k, lp.shape[1]), -1)
             nxt = []  # (score, row position in this frontier, token, state after it)
             for j, r in enumerate(rows):

@@ -84,3 +84,15 @@ def test_lstm_and_derivation_markov_on_the_tiny_chain(parts, model4):
         assert np.mean(hits) > least, (p.name, np.mean(hits))
         pre = p.prefetch(test)
         assert all(len(g) <= len(tx["address"]) for g, tx in zip(pre, test))
+
+
+def test_sources_a_request_lacks_are_never_proposed(parts, model4):
+    model, tok, _ = model4
+    pred = Predictor(model, tok)
+    req, *_ = _fresh_transfer(parts)
+    for bare in ({**req, "sender": None}, {**req, "sender": None, "input": req["input"][:10]}):  # no sender; no call-data words
+        out = pred({**bare, "accesses": [], "k": 8, "horizon": 6})
+        assert len(out["sequence"]) == 6 and out["next"]
+        for c in out["next"]:
+            assert "sender" not in c["derivation"] and (bare["input"] != req["input"][:10] or "arg" not in c["derivation"])
+            assert resolve(c["derivation"], bare, []) == (c["address"], c["slot"])
