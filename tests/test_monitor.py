@@ -63,7 +63,9 @@ def test_a_shifted_workload_raises_an_alert(archive, tmp_path):
     log, _ = traffic(archive, tmp_path / "run", tmp_path / "raw")
     code, rep = run_monitor(log, archive, tmp_path / "report")
     assert code == 1 and rep["alert"]
-    assert rep["checks"]["selectors_js"]["alert"] and rep["checks"]["unknown_token_rate"]["alert"], rep["checks"]
+    # scheme 4 names the new pools by their role (`a:c1`), not their address, so few request tokens are unknown:
+    # what shows the shift is where the traffic goes
+    assert rep["checks"]["selectors_js"]["alert"] and rep["checks"]["contracts_js"]["alert"], rep["checks"]
 
 
 def test_shadow_evaluation_over_the_log(archive, tiny_model, tmp_path):
@@ -80,7 +82,7 @@ def test_shadow_evaluation_over_the_log(archive, tiny_model, tmp_path):
     same = shadow(prod, prod, entries)
     assert same["top1_agreement"] == 1.0 and same["candidate_acc@1"] == same["production_acc@1"]
     assert same["with_truth"] == sum(len(t["address"]) for t in txs)
-    right = sum([(c["address"], c["slot"]) for c in prod({**e["request"], "k": 1})["next"]][:1] == [t]
+    right = sum([(c["address"], c["slot"]) for c in prod({**e["request"], "k": 8})["next"]][:1] == [t]  # the beam shadow searches
                 for e, t in zip(entries, expected) if t is not None)
     assert same["production_acc@1"] == pytest.approx(right / same["with_truth"])
 
