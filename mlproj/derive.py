@@ -13,8 +13,8 @@ from eth_utils import keccak
 
 # %% auto #0
 __all__ = ['TOKEN', 'DERIVATION_RE', 'LIT_MAX', 'MAX_OFF', 'ARITY', 'keccak_words', 'hex_slot', 'hex_addr', 'tokens',
-           'code_consts', 'near', 'words', 'derive_tx', 'resolve', 'kind', 'literals', 'derivation_ceiling',
-           'first_mismatch', 'to_prefix', 'from_prefix', 'Hints', 'rederive']
+           'code_consts', 'near', 'words', 'derive_tx', 'to_prefix', 'from_prefix', 'resolve', 'kind', 'literals',
+           'derivation_ceiling', 'first_mismatch', 'Hints', 'rederive']
 
 # %% ../nbs/00b_derive.ipynb #533b2ae0
 def keccak_words(*ws: int) -> int:
@@ -119,90 +119,6 @@ def derive_tx(sender: bytes | None, to: bytes | None, data: bytes, # the transac
         if ai not in cx.touched: cx.touched.append(ai)
     return out
 
-# %% ../nbs/00b_derive.ipynb #3b862d1b
-class _Unknown(Exception): "A `?`, or a source the request lacks."
-
-class _Eval:
-    "Recursive-descent evaluation of a derivation's tokens against one transaction's sources."
-    def __init__(self, toks: list[str], env: dict): self.toks, self.i, self.env = toks, 0, env
-    def take(self, want: str | None = None) -> str:
-        t = self.toks[self.i] if self.i < len(self.toks) else None
-        if t is None or (want and t != want): raise ValueError(f"expected {want or 'a token'} at token {self.i} of {''.join(self.toks)!r}")
-        self.i += 1; return t
-    def src(self, t: str) -> int:
-        if t == "?": raise _Unknown(t)
-        if t.startswith("0x"): return int(t, 16)
-        if t in ("sender", "to"):
-            if self.env[t] is None: raise _Unknown(t)
-            return self.env[t]
-        seq, n = (self.env["args"], int(t[3:])) if t.startswith("arg") else (self.env["touched"], int(t[1:]))
-        if n >= len(seq): raise _Unknown(t)
-        return seq[n]
-    def term(self, key: bool = False) -> int:
-        t = self.take()
-        if t == "arr(": v = keccak_words(self.term()); self.take(")")
-        elif t in ("map(", "vmap("):
-            b = self.term(); self.take(","); k = self.term(key=True); self.take(")")
-            v = keccak_words(k, b) if t == "map(" else keccak_words(b, k)
-        elif t.startswith("0x") or t == "?" or key: v = self.src(t)
-        else: raise ValueError(f"{t!r} cannot start a slot term")
-        while self.i < len(self.toks) and self.toks[self.i].startswith("+"): v += int(self.take()[1:])
-        return v % 2**256
-
-# %% ../nbs/00b_derive.ipynb #93343285
-def resolve(derivation: str,
-            tx: Mapping, # "sender", "to", "input" as 0x-hex (a `txs` row or a prediction request); each may be missing
-            earlier: Sequence, # the transaction's earlier accesses: `(address, slot)` pairs or `{"address", "slot"}` dicts
-           ) -> tuple[str, str] | None:
-    "The `(address, slot)` that `derivation` names for this transaction, as 0x-hex; None where it needs an unknown."
-    touched: list[int] = []
-    for a in earlier:
-        ai = int(a["address"] if isinstance(a, Mapping) else a[0], 16)
-        if ai not in touched: touched.append(ai)
-    hx = lambda s: int(s, 16) if s else None
-    env = dict(sender=hx(tx.get("sender")), to=hx(tx.get("to")), args=words(bytes.fromhex((tx.get("input") or "0x")[2:])), touched=touched)
-    toks = tokens(derivation); bar = toks.index("|")
-    if bar != 1: raise ValueError(f"the address part of {derivation!r} is not one source")
-    ev = _Eval(toks[bar + 1 :], env)
-    try: addr, slot = _Eval(toks, env).src(toks[0]), ev.term()
-    except _Unknown: return None
-    if ev.i != len(ev.toks): raise ValueError(f"trailing tokens in {derivation!r}")
-    return hex_addr(addr), hex_slot(slot)
-
-# %% ../nbs/00b_derive.ipynb #d5531b33
-_MAP_SRC = r"(sender|to|arg\d+|c\d+|0x[0-9a-f]+)"
-
-def kind(derivation: str) -> str:
-    "The kind of the slot part: const, const32, opaque, runtime, map:<sender|to|arg|c|lit>, or nested."
-    s = derivation.split("|", 1)[1]
-    if s == "?": return "opaque"
-    if "?" in s: return "runtime"
-    if re.fullmatch(r"0x[0-9a-f]+(\+\d+)?", s): return "const" if int(s.split("+")[0], 16) < LIT_MAX else "const32"
-    if m := re.fullmatch(rf"v?map\(0x[0-9a-f]+,{_MAP_SRC}\)", s):
-        src = re.sub(r"\d+$", "", m.group(1))
-        return "map:" + ("lit" if src.startswith("0x") else src)
-    return "nested"
-
-def literals(derivation: str) -> set[str]:
-    "The literal tokens of a derivation: addresses, constant slots and bases, literal keys."
-    return {t for t in tokens(derivation) if t.startswith("0x")}
-
-def derivation_ceiling(train: Sequence[str], test: Sequence[str]) -> float:
-    "The share of test derivations with no `?` whose literal tokens all occur in the training derivations."
-    seen = set().union(*map(literals, train)) if len(train) else set()
-    return sum("?" not in d and literals(d) <= seen for d in test) / max(len(test), 1)
-
-# %% ../nbs/00b_derive.ipynb #7640b34d
-def first_mismatch(txs: pd.DataFrame, accesses: pd.DataFrame) -> int | None:
-    "The index of the first access row whose derivation resolves to another (address, slot); None if there is none."
-    by_tx = txs.set_index("tx_hash")[["sender", "to", "input"]].to_dict("index")
-    for h, g in accesses.sort_values(["tx_hash", "step"], kind="stable").groupby("tx_hash", sort=False):
-        pairs = list(zip(g.address, g.slot))
-        for j, (i, d) in enumerate(zip(g.index, g.derivation)):
-            got = resolve(d, by_tx[h], pairs[:j])
-            if got is not None and got != pairs[j]: return int(i)
-    return None
-
 # %% ../nbs/00b_derive.ipynb #5ca0ae3b
 def _prefix(toks: list[str], i: int, key: bool = False) -> tuple[list[str], int]:
     "The prefix tokens of the infix term that starts at `toks[i]`, and where it ends."
@@ -252,21 +168,32 @@ def from_prefix(ptoks: Sequence[str]) -> str:
     if j != len(ptoks): raise ValueError(f"trailing prefix tokens: {list(ptoks[j:])}")
     return f"{ptoks[0][2:]}|{s}"
 
-# %% ../nbs/00b_derive.ipynb #a7507c4b
+# %% ../nbs/00b_derive.ipynb #3b862d1b
+class _Unknown(Exception): "A `?`, or a source the request lacks."
+
+def _env(tx: Mapping, earlier: Sequence = ()) -> dict:
+    "What a derivation may name in `tx` (\"sender\", \"to\", \"input\" as 0x-hex, each may be missing): its sources and the contracts of `earlier` accesses, in order."
+    hx = lambda s: int(s, 16) if s else None
+    touched: list[int] = []
+    for a in earlier:
+        ai = int(a["address"] if isinstance(a, Mapping) else a[0], 16)
+        if ai not in touched: touched.append(ai)
+    return dict(sender=hx(tx.get("sender")), to=hx(tx.get("to")), args=words(bytes.fromhex((tx.get("input") or "0x")[2:])), touched=touched)
+
 @functools.lru_cache(maxsize=1 << 17)
 def _kw(*ws: int) -> int: return keccak_words(*ws)
 
 def _value(p: Sequence[str], i: int, env: dict) -> tuple[int, int]:
-    "The value of the prefix term at `p[i]` and where it ends; `_Unknown` if it needs what `env` lacks."
+    "The value of the prefix word or term at `p[i]` (`to_prefix`'s words) and where it ends; `_Unknown` if it needs what `env` lacks."
     t = p[i]
     if t.startswith("+"): v, j = _value(p, i + 1, env); return (v + int(t[1:])) % 2**256, j
     if t == "arr(": v, j = _value(p, i + 1, env); return _kw(v), j
     if t in ("map(", "vmap("):
         b, j = _value(p, i + 1, env); k, j = _value(p, j, env)
         return (_kw(k, b) if t == "map(" else _kw(b, k)), j
-    if t == "?": raise _Unknown(t)
+    if t == "?" or t == "a:?": raise _Unknown(t)
     s = t[2:]
-    if t.startswith("v:"): return int(s, 16), i + 1
+    if s.startswith("0x"): return int(s, 16), i + 1  # a literal: `v:0x3`, or a literal contract `a:0x…`
     if s in ("sender", "to"):
         if env[s] is None: raise _Unknown(s)
         return env[s], i + 1
@@ -274,6 +201,51 @@ def _value(p: Sequence[str], i: int, env: dict) -> tuple[int, int]:
     if n >= len(seq): raise _Unknown(s)
     return seq[n], i + 1
 
+# %% ../nbs/00b_derive.ipynb #93343285
+def resolve(derivation: str,
+            tx: Mapping, # "sender", "to", "input" as 0x-hex (a `txs` row or a prediction request); each may be missing
+            earlier: Sequence, # the transaction's earlier accesses: `(address, slot)` pairs or `{"address", "slot"}` dicts
+           ) -> tuple[str, str] | None:
+    "The `(address, slot)` that `derivation` names for this transaction, as 0x-hex; None where it needs an unknown."
+    p, env = to_prefix(derivation), _env(tx, earlier)
+    try: return hex_addr(_value(p, 0, env)[0]), hex_slot(_value(p, 1, env)[0])
+    except _Unknown: return None
+
+# %% ../nbs/00b_derive.ipynb #d5531b33
+_MAP_SRC = r"(sender|to|arg\d+|c\d+|0x[0-9a-f]+)"
+
+def kind(derivation: str) -> str:
+    "The kind of the slot part: const, const32, opaque, runtime, map:<sender|to|arg|c|lit>, or nested."
+    s = derivation.split("|", 1)[1]
+    if s == "?": return "opaque"
+    if "?" in s: return "runtime"
+    if re.fullmatch(r"0x[0-9a-f]+(\+\d+)?", s): return "const" if int(s.split("+")[0], 16) < LIT_MAX else "const32"
+    if m := re.fullmatch(rf"v?map\(0x[0-9a-f]+,{_MAP_SRC}\)", s):
+        src = re.sub(r"\d+$", "", m.group(1))
+        return "map:" + ("lit" if src.startswith("0x") else src)
+    return "nested"
+
+def literals(derivation: str) -> set[str]:
+    "The literal tokens of a derivation: addresses, constant slots and bases, literal keys."
+    return {t for t in tokens(derivation) if t.startswith("0x")}
+
+def derivation_ceiling(train: Sequence[str], test: Sequence[str]) -> float:
+    "The share of test derivations with no `?` whose literal tokens all occur in the training derivations."
+    seen = set().union(*map(literals, train)) if len(train) else set()
+    return sum("?" not in d and literals(d) <= seen for d in test) / max(len(test), 1)
+
+# %% ../nbs/00b_derive.ipynb #7640b34d
+def first_mismatch(txs: pd.DataFrame, accesses: pd.DataFrame) -> int | None:
+    "The index of the first access row whose derivation resolves to another (address, slot); None if there is none."
+    by_tx = txs.set_index("tx_hash")[["sender", "to", "input"]].to_dict("index")
+    for h, g in accesses.sort_values(["tx_hash", "step"], kind="stable").groupby("tx_hash", sort=False):
+        pairs = list(zip(g.address, g.slot))
+        for j, (i, d) in enumerate(zip(g.index, g.derivation)):
+            got = resolve(d, by_tx[h], pairs[:j])
+            if got is not None and got != pairs[j]: return int(i)
+    return None
+
+# %% ../nbs/00b_derive.ipynb #a7507c4b
 @dataclass
 class Hints:
     "What `rederive` tries, learnt from training derivations: each address source's commonest hashed slot terms, and mapping bases."
@@ -292,10 +264,6 @@ class Hints:
     def to_json(self) -> dict: return {"templates": self.templates, "bases": self.bases}
 
 # %% ../nbs/00b_derive.ipynb #bc500e5f
-def _env(tx: Mapping) -> dict:
-    hx = lambda s: int(s, 16) if s else None
-    return dict(sender=hx(tx.get("sender")), to=hx(tx.get("to")), args=words(bytes.fromhex((tx.get("input") or "0x")[2:])), touched=[])
-
 class _Guess:
     "Mapping entries `map(base, key)` for every hint base and every source a request shows, by hash: a `_Ctx.hashes` stand-in."
     def __init__(self, bases: Sequence[int], cx: _Ctx): self.bases, self.cx, self.keys, self.by_hash, self.sorted = bases, cx, set(), {}, []

@@ -34,7 +34,7 @@ def _fresh_transfer(parts):
     "A test transfer whose sender and recipient never occur anywhere in training."
     tx = parts["test"][parts["test"].selector == TRANSFER].iloc[0]
     sender, recipient = hex_addr(0xA11CE << 140), hex_addr(0xB0B << 148)
-    seen = {a for col in ("sender", "input") for v in parts["train"][col] for a in [v]}
+    seen = set(parts["train"].sender) | set(parts["train"].input)
     assert not any(sender[2:] in v or recipient[2:] in v for v in seen)
     data = tx["input"][:10] + "0" * 24 + recipient[2:] + tx["input"][74:]
     return {"to": tx["to"], "selector": TRANSFER, "sender": sender, "input": data}, sender, recipient
