@@ -17,7 +17,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q pip==25.3
-	$(BIN)/python -m pip install -q -c requirements.lock -e .
+	$(BIN)/python -m pip install -q -c requirements.lock -e ".[serve,dev]"
 	$(BIN)/python -m pip install -q --no-deps fastai==2.8.12   # no-deps: its metadata wants a CUDA torchvision
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
@@ -101,5 +101,5 @@ lab: $(SETUP)
 
 ## lock: re-resolve requirements.lock from pyproject.toml
 lock:
-	rm -rf /tmp/mlproj-lock && $(PYTHON) -m venv /tmp/mlproj-lock && /tmp/mlproj-lock/bin/pip install -q pip==25.3 && /tmp/mlproj-lock/bin/pip install -q -e . && /tmp/mlproj-lock/bin/pip install -q --no-deps fastai==2.8.12
+	rm -rf /tmp/mlproj-lock && $(PYTHON) -m venv /tmp/mlproj-lock && /tmp/mlproj-lock/bin/pip install -q pip==25.3 && /tmp/mlproj-lock/bin/pip install -q -e ".[serve,dev]" && /tmp/mlproj-lock/bin/pip install -q --no-deps fastai==2.8.12
 	(head -2 requirements.lock; /tmp/mlproj-lock/bin/pip freeze --exclude-editable) > requirements.lock.tmp && mv requirements.lock.tmp requirements.lock

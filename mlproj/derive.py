@@ -7,14 +7,14 @@ from __future__ import annotations
 import bisect, functools, re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence  # not typing's: isinstance against these is several times faster
 
-from eth_utils import keccak
+from eth_hash.auto import keccak  # eth-hash alone, not eth-utils (which brings pydantic): the serving worker stays small
 
 # %% auto #0
 __all__ = ['TOKEN', 'DERIVATION_RE', 'LIT_MAX', 'MAX_OFF', 'ARITY', 'keccak_words', 'hex_slot', 'hex_addr', 'tokens',
-           'code_consts', 'near', 'words', 'derive_tx', 'to_prefix', 'from_prefix', 'resolve', 'kind', 'literals',
-           'derivation_ceiling', 'first_mismatch', 'Hints', 'rederive']
+           'code_consts', 'near', 'words', 'derive_tx', 'to_prefix', 'from_prefix', 'env_of', 'resolve_words',
+           'resolve', 'kind', 'literals', 'derivation_ceiling', 'first_mismatch', 'Hints', 'rederive']
 
 # %% ../nbs/00b_derive.ipynb #533b2ae0
 def keccak_words(*ws: int) -> int:
@@ -171,7 +171,7 @@ def from_prefix(ptoks: Sequence[str]) -> str:
 # %% ../nbs/00b_derive.ipynb #3b862d1b
 class _Unknown(Exception): "A `?`, or a source the request lacks."
 
-def _env(tx: Mapping, earlier: Sequence = ()) -> dict:
+def env_of(tx: Mapping, earlier: Sequence = ()) -> dict:
     "What a derivation may name in `tx` (\"sender\", \"to\", \"input\" as 0x-hex, each may be missing): its sources and the contracts of `earlier` accesses, in order."
     hx = lambda s: int(s, 16) if s else None
     touched: list[int] = []
@@ -202,14 +202,19 @@ def _value(p: Sequence[str], i: int, env: dict) -> tuple[int, int]:
     return seq[n], i + 1
 
 # %% ../nbs/00b_derive.ipynb #93343285
+def resolve_words(p: Sequence[str], # a derivation's prefix words (`to_prefix`)
+                  env: dict, # `env_of(tx, earlier)`: one per request, shared by all the derivations read in it
+                 ) -> tuple[str, str] | None:
+    "The `(address, slot)` that prefix words `p` name in `env`, as 0x-hex; None where they need an unknown."
+    try: return hex_addr(_value(p, 0, env)[0]), hex_slot(_value(p, 1, env)[0])
+    except _Unknown: return None
+
 def resolve(derivation: str,
             tx: Mapping, # "sender", "to", "input" as 0x-hex (a `txs` row or a prediction request); each may be missing
             earlier: Sequence, # the transaction's earlier accesses: `(address, slot)` pairs or `{"address", "slot"}` dicts
            ) -> tuple[str, str] | None:
     "The `(address, slot)` that `derivation` names for this transaction, as 0x-hex; None where it needs an unknown."
-    p, env = to_prefix(derivation), _env(tx, earlier)
-    try: return hex_addr(_value(p, 0, env)[0]), hex_slot(_value(p, 1, env)[0])
-    except _Unknown: return None
+    return resolve_words(to_prefix(derivation), env_of(tx, earlier))
 
 # %% ../nbs/00b_derive.ipynb #d5531b33
 _MAP_SRC = r"(sender|to|arg\d+|c\d+|0x[0-9a-f]+)"
@@ -282,7 +287,7 @@ def rederive(tx: Mapping, # "sender", "to", "input" as 0x-hex, each may be missi
              hints: Hints, # learnt from the training derivations
             ) -> list[str]:
     "The derivation of each access as far as a request shows it, without the KECCAK256 inputs: sources as `derive_tx` names them; a slot below 2^160 as its literal; above, the first of its source's templates that hits it, else a mapping entry of a hint base and a request source (plus an offset), else `?`."
-    env, out, vals = _env(tx), [], {}
+    env, out, vals = env_of(tx), [], {}
     cx = _Ctx(env["sender"], env["to"], env["args"], {}, [])
     guess = _Guess(hints.bases, cx)
     for a, s in accesses:

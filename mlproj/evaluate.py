@@ -20,9 +20,9 @@ from .core import atomic_path, get_logger, mainnet_dir, project_root, set_seed
 from .data import load_raw, real_splits, split_latest, to_sequences
 import copy
 from .derive import Hints, derivation_ceiling, kind, rederive
-from .model import DerivationMarkov, LMPredictor, Predictor, accesses_of, baselines
+from .model import DerivationMarkov, LMPredictor, Predictor, accesses_of, baselines, load_model
 from .tokenize import Scheme, Tokenizer, write_tokens
-from .train import IGNORE, TxDL, load_model, token_accuracy, train
+from .train import IGNORE, TxDL, token_accuracy, train
 
 # %% auto #0
 __all__ = ['log', 'next_access_hits', 'prefetch_scores', 'model_token_accuracy', 'evaluate_set', 'breakdowns', 'plot_breakdowns',

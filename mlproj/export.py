@@ -11,8 +11,7 @@ from typing import Any
 import torch
 import yaml
 
-from .model import MAX_DEPTH, LMPredictor
-from .train import load_model
+from .model import MAX_DEPTH, LMPredictor, load_model
 
 # %% auto #0
 __all__ = ['MAX_ACCESSES', 'LIMITS', 'RequestError', 'request_tx', 'validate_request', 'Predictor', 'export_onnx', 'OnnxLM',
@@ -133,19 +132,20 @@ class Predictor:
         "Greedy continuation of `n` accesses after the request's own: the likeliest token the grammar allows, one LSTM step per token."
         lm, hist, out = self.lm, list(req["accesses"]), []
         path, st, start = [], lm.start(), state
+        ctx = lm.context(req, hist); env = lm.env(ctx); avail = lm.available(env)
         while len(out) < n and len(path) < MAX_DEPTH[lm.scheme]:
             allowed = lm._allowed([st], [bool(hist)])[0]
-            if lm.scheme == 4: allowed = allowed & lm.available(lm.context(req, hist))
+            if avail is not None: allowed = allowed & avail
             t = int(logits[0].masked_fill(~allowed, -math.inf).argmax())
             path.append(t); st = lm.after(st, t)
             logits, state = self.model.step(torch.tensor([[t]]), state)
             if not lm.done(st): continue
-            ctx = lm.context(req, hist)
-            acc, d = lm._read(path, ctx)
+            acc, d = lm._read(path, ctx, env)
             if acc is None: break  # cannot happen: `available` masks every source the request lacks
             spelled = lm._spell(acc, ctx, d)  # the tokenizer's spelling of this access, which the model saw in training
             if spelled != path: logits, state = lm._feed([spelled], start)
             out.append(acc); hist.append(acc); path, st, start = [], lm.start(), state
+            ctx = lm.context(req, hist); env = lm.env(ctx); avail = lm.available(env)
         return out
 
 

@@ -122,7 +122,7 @@ class AccessHandler(BaseHandler):
             if i in form: status, resp, cache = 400, RequestError("body", "body: expected JSON sent with Content-Type: application/json").to_json(), "off"
             else: status, resp, cache = next(answers)
             if status != 200: context.set_response_status(status, "Bad Request", idx=i)
-            else: self.requests.write(body if isinstance(body, dict) else _loads(body), resp)
+            else: self.requests.write(parse_body(body), resp)  # a 200 body parsed once already: bytes, str or a dict
             context.set_response_header(i, "X-Cache", cache)
             out.append(resp)
         return out

@@ -7,21 +7,22 @@ for the next accesses."""
 from __future__ import annotations
 import math, re
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .derive import Hints, from_prefix, rederive, resolve, to_prefix, words
+from .core import atomic_path
+from .derive import Hints, env_of, from_prefix, rederive, resolve, resolve_words, to_prefix
 from .tokenize import BOS, EOS, PAD, SPECIALS, UNK, Scheme, Tokenizer
 
 # %% auto #0
-__all__ = ['Access', 'FINAL', 'GRAMMAR', 'NEEDS', 'MAX_NEST', 'MAX_DEPTH', 'AccessLM', 'accesses_of', 'Predictor', 'Counts',
-           'MostFrequent', 'Markov', 'LastSeen', 'baselines', 'DerivationMarkov', 'token_kind', 'advance',
-           'LMPredictor']
+__all__ = ['Access', 'FINAL', 'GRAMMAR', 'NEEDS', 'MAX_NEST', 'MAX_DEPTH', 'AccessLM', 'save_model', 'load_model', 'accesses_of',
+           'Predictor', 'Counts', 'MostFrequent', 'Markov', 'LastSeen', 'baselines', 'DerivationMarkov', 'token_kind',
+           'advance', 'LMPredictor']
 
 # %% ../nbs/04_model.ipynb #cdb845b8
 class AccessLM(nn.Module):
@@ -49,6 +50,21 @@ class AccessLM(nn.Module):
         "Logits of the last position and the new state: for generation, one or a few tokens at a time."
         raw, state = self.rnn(self.i_h(x), state)
         return self.h_o(raw[:, -1]), state
+
+# %% ../nbs/04_model.ipynb #bc4e0add
+def save_model(model: AccessLM, tok: Tokenizer, config: dict, path: Path | str) -> Path:
+    "Save weights, config and tokenizer in one file, atomically."
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": model.state_dict(), "config": config, "tokenizer": tok.to_json()}, tmp)
+    return Path(path)
+
+def load_model(path: Path | str) -> tuple[AccessLM, Tokenizer, dict]:
+    "The model (in eval mode), its tokenizer and its config."
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    c = ck["config"]
+    model = AccessLM(c["vocab_sz"], c["n_hidden"], c["n_layers"], c["dropout"])
+    model.load_state_dict(ck["state_dict"])
+    return model.eval(), Tokenizer.from_json(ck["tokenizer"]), c
 
 # %% ../nbs/04_model.ipynb #03a22e10
 Access = tuple[str, str]
@@ -221,22 +237,24 @@ class _Grammar:
                 self._masks[key] = self._mask(ks)
         return torch.stack([self._masks[k] for k in keys])
 
-    def available(self, ctx) -> torch.Tensor | None:
-        "Scheme 4: which tokens name a source that the context's transaction has (earlier contracts, call-data words, sender, `to`); None for other schemes."
-        if self.scheme != 4: return None
-        tx, hist = ctx
-        n = {"c": len({a for a, _ in hist}), "arg": len(words(bytes.fromhex((tx.get("input") or "0x")[2:]))),
-             "sender": 1 if tx.get("sender") else 0, "to": 1 if tx.get("to") else 0}
+    def env(self, ctx) -> dict | None:
+        "Scheme 4: the sources of the context's transaction and its earlier contracts (`env_of`), gathered once per position; None for other schemes."
+        return env_of(*ctx) if self.scheme == 4 else None
+
+    def available(self, env: dict | None) -> torch.Tensor | None:
+        "Scheme 4: which tokens name a source that the transaction has (`env`: earlier contracts, call-data words, sender, `to`); None for other schemes."
+        if env is None: return None
+        n = {"c": len(env["touched"]), "arg": len(env["args"]), "sender": int(env["sender"] is not None), "to": int(env["to"] is not None)}
         t, i = self._src_type, self._src_idx
         missing = np.zeros(len(t), dtype=bool)
         for typ, count in n.items(): missing |= (t == typ) & (i >= count)
         return torch.from_numpy(~missing)
 
-    def _read(self, path: Sequence[int], ctx: tuple) -> tuple[Access | None, str | None]:
-        "The access a complete token path spells, and its derivation (scheme 4; None elsewhere), in context `ctx`."
+    def _read(self, path: Sequence[int], ctx: tuple, env: dict | None = None) -> tuple[Access | None, str | None]:
+        "The access a complete token path spells, and its derivation (scheme 4; None elsewhere), in context `ctx` (scheme 4: and its `env`)."
         if self.scheme == 4:  # ctx: the transaction and its accesses so far
-            d = from_prefix(self.tok.vocab.decode(path))
-            return resolve(d, ctx[0], ctx[1]), d
+            p = self.tok.vocab.decode(path)
+            return resolve_words(p, env if env is not None else env_of(*ctx)), from_prefix(p)
         a, p = ctx  # the previous access's address and slot prefix
         for t in path:
             kind, _, v = self.tok.vocab.itos[t].partition(":")
@@ -276,7 +294,7 @@ class _Search(_Grammar):
         finished = [[] for _ in range(n)]
         rows = list(range(n)); score = torch.zeros(n); paths = [[] for _ in range(n)]; last = [self.start()] * n
         has_prev = [c[0] is not None for c in ctx]
-        avail = [self.available(c) for c in ctx]
+        envs = [self.env(c) for c in ctx]; avail = [self.available(e) for e in envs]
         for depth in range(MAX_DEPTH[self.scheme]):
             lp = F.log_softmax(logits.float(), -1) + score[:, None]
             allowed = self._allowed(last, [has_prev[r] for r in rows])
@@ -302,10 +320,16 @@ class _Search(_Grammar):
             logits, state = self.model.step(toks, (h[:, js], c[:, js]))
             rows = [rows[e[1]] for e in keep]; score = torch.tensor([e[0] for e in keep])
             paths = [paths[e[1]] + [e[2]] for e in keep]; last = [e[3] for e in keep]
-        out = []
-        for r in range(n):
-            cands = ((s, *self._read(p, ctx[r])) for s, p in sorted(finished[r], key=lambda e: -e[0]))
-            out.append(_dedupe_acc([c for c in cands if c[1] is not None], k))
+        return [self._best(finished[r], ctx[r], envs[r], k) for r in range(n)]
+
+    def _best(self, finished: list, ctx, env, k: int) -> list[tuple[float, Access, str | None]]:
+        "The top `k` distinct accesses of finished `(score, path)`s: read best first, and only until `k` are found."
+        out, seen = [], set()
+        for s, p in sorted(finished, key=lambda e: -e[0]):
+            acc, d = self._read(p, ctx, env)
+            if acc is None or acc in seen: continue
+            seen.add(acc); out.append((s, acc, d))
+            if len(out) == k: break
         return out
 
     @torch.inference_mode()
@@ -337,14 +361,6 @@ class _Search(_Grammar):
             done = [j for j, r in enumerate(rows) if len(toks[r]) == d + 1]
             if done: logits[torch.tensor([rows[j] for j in done])] = lg[torch.tensor(done)]
         return logits, (h, c)
-
-def _dedupe_acc(scored: list[tuple], k: int) -> list[tuple]:
-    "The first `k` entries `(score, access, ...)` with distinct accesses."
-    out, seen = [], set()
-    for e in scored:
-        if e[1] not in seen: seen.add(e[1]); out.append(e)
-        if len(out) == k: break
-    return out
 
 # %% ../nbs/04_model.ipynb #ad61609b
 class LMPredictor(_Search, Predictor):

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-import pandas as pd
 
 from .core import atomic_path, get_logger, project_root
 from .derive import Hints, from_prefix, rederive, to_prefix
@@ -175,6 +174,7 @@ def write_tokens(parts: dict[str, pd.DataFrame], tok: Tokenizer, stats: dict, ou
                  mainnet_copies: int = 1, # how many times each real transaction (column `mainnet`) of train is written
                 ) -> None:
     "Write `{split}.parquet` (tx_hash, ids), `vocab.json` and the statistics."
+    import pandas as pd  # here, not at the top: a serving worker imports this module and never needs pandas
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         for k, df in parts.items():

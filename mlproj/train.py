@@ -23,12 +23,12 @@ from dvclive import Live
 from dvclive.fastai import DVCLiveCallback
 
 from .core import atomic_path, get_logger, project_root, set_seed
-from .model import AccessLM
+from .model import AccessLM, load_model, save_model
 from .tokenize import Tokenizer
 
 # %% auto #0
-__all__ = ['IGNORE', 'log', 'lm_batch', 'TxDL', 'load_items', 'dataloaders', 'token_accuracy', 'make_learner', 'save_model',
-           'load_model', 'train', 'train_tiny']
+__all__ = ['IGNORE', 'log', 'lm_batch', 'TxDL', 'load_items', 'dataloaders', 'token_accuracy', 'make_learner', 'train',
+           'train_tiny']
 
 # %% ../nbs/05_train.ipynb #b530f529
 IGNORE = -100
@@ -79,21 +79,6 @@ def make_learner(dls: DataLoaders, vocab_sz: int, n_hidden: int = 256, n_layers:
     model = AccessLM(vocab_sz, n_hidden, n_layers, dropout)
     return Learner(dls, model, loss_func=CrossEntropyLossFlat(ignore_index=IGNORE), metrics=token_accuracy, wd=wd,
                    cbs=[RNNCallback(), RNNRegularizer(alpha=alpha, beta=beta), *cbs])
-
-# %% ../nbs/05_train.ipynb #62ce2e2a
-def save_model(model: AccessLM, tok: Tokenizer, config: dict, path: Path | str) -> Path:
-    "Save weights, config and tokenizer in one file, atomically."
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": model.state_dict(), "config": config, "tokenizer": tok.to_json()}, tmp)
-    return Path(path)
-
-def load_model(path: Path | str) -> tuple[AccessLM, Tokenizer, dict]:
-    "The model (in eval mode), its tokenizer and its config."
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    c = ck["config"]
-    model = AccessLM(c["vocab_sz"], c["n_hidden"], c["n_layers"], c["dropout"])
-    model.load_state_dict(ck["state_dict"])
-    return model.eval(), Tokenizer.from_json(ck["tokenizer"]), c
 
 # %% ../nbs/05_train.ipynb #e1f87b91
 log = get_logger("train")

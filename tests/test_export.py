@@ -65,7 +65,7 @@ def test_continuation_carries_state(setup):
 
 def test_onnx_and_int8_variants(tiny_model, tmp_path):
     from mlproj.export import OnnxLM, export_onnx, quantize, score_gap
-    from mlproj.train import load_model
+    from mlproj.model import load_model
     path, parts = tiny_model
     model, tok, cfg = load_model(path)
     reqs = [{"to": t["to"], "selector": t["selector"], "sender": t["sender"], "input": t["input"], "k": 8,

@@ -9,7 +9,8 @@ from mlproj.core import set_seed
 from mlproj.data import load_raw, split, to_sequences
 from mlproj.model import AccessLM, LMPredictor, Markov, accesses_of, baselines
 from mlproj.tokenize import Scheme, Tokenizer, write_tokens
-from mlproj.train import load_model, train
+from mlproj.model import load_model
+from mlproj.train import train
 
 
 @pytest.fixture(scope="module")

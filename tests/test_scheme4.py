@@ -9,7 +9,8 @@ from mlproj.derive import hex_addr, hex_slot, keccak_words, resolve
 from mlproj.export import Predictor
 from mlproj.model import DerivationMarkov, LMPredictor, accesses_of
 from mlproj.tokenize import Scheme, Tokenizer, write_tokens
-from mlproj.train import load_model, train
+from mlproj.model import load_model
+from mlproj.train import train
 
 TRANSFER = "0xa9059cbb"  # transfer(recipient, amount): to|0x7, to|map(0x2,sender) (read, write), to|map(0x2,arg0) (read, write)
 
