@@ -12,8 +12,10 @@ SETUP ?= setup
 
 .PHONY: setup data data-regen data-record pipeline test lab lock readme serve serve-stop bench promote rollback monitor shadow retrain
 
-## setup: create .venv with the pinned stack, the project and the python3 kernel (quick when nothing changed)
-setup: $(STAMP)
+## setup: create .venv with the pinned stack, the project and the python3 kernel, and install wrk (quick when nothing changed)
+setup: $(STAMP) /usr/bin/wrk
+/usr/bin/wrk:  # the load generator of make bench and of the bench notebook's test (Debian's package)
+	$$( [ $$(id -u) = 0 ] || echo sudo ) apt-get install -y -q wrk >/dev/null
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q pip==25.3
@@ -76,10 +78,11 @@ shadow: $(SETUP)
 retrain: $(SETUP)
 	$(BIN)/python -m mlproj.retrain
 
-## bench: latency and throughput, in process and through TorchServe -> reports/benchmarks/*.json and a plot
+## bench: latency in process, and wrk against TorchServe at concurrency 1-16 -> reports/benchmarks/*.json, two plots, the README's table
 bench: $(SETUP)
 	@test -f models/mlproj.mar || { echo "models/mlproj.mar is missing: run make pipeline (or dvc repro export) first"; exit 1; }
-	$(BIN)/python -m mlproj.bench --mar models/mlproj.mar --onnx models/model.onnx --test artifacts/prepared/test.parquet --out reports/benchmarks
+	$(BIN)/python -m mlproj.bench --mar models/mlproj.mar --onnx models/model.onnx --test artifacts/prepared/test.parquet --out reports/benchmarks --readme nbs/index.ipynb
+	$(MAKE) --no-print-directory -s readme
 
 ## test: fail if nbdev-export or nbdev-clean would change a file, then nbdev-test, then pytest
 test: $(SETUP)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08d_bench.ipynb #8073d965
 from __future__ import annotations
-import argparse, json, os, sys, tempfile, threading, time, zipfile
+import argparse, json, os, re, shutil, subprocess, sys, tempfile, time, zipfile
 from pathlib import Path
 
 import matplotlib
@@ -15,16 +15,17 @@ import pandas as pd
 from fastprogress.fastprogress import progress_bar
 
 from .core import atomic_path, get_logger
-from .export import OnnxLM, Predictor, quantize, requests_from
+from .export import OnnxLM, Predictor, quantize, request_of
 from .torchserve import Server, free_port, start, stop
 
 # %% auto #0
-__all__ = ['log', 'GOALS', 'stats', 'in_process', 'http_latency', 'http_throughput', 'run', 'plot', 'main']
+__all__ = ['log', 'GOALS', 'WRK_LUA', 'stats', 'in_process', 'wrk', 'distinct_bodies', 'through_torchserve', 'run', 'plot',
+           'plot_throughput', 'readme_table', 'write_readme_table', 'main']
 
 # %% ../nbs/08d_bench.ipynb #8ac3e08e
 log = get_logger("bench")
-GOALS = {"in_process_p50_ms": 2.0, "torchserve_c1_p50_ms": 4.0, "torchserve_c1_p99_ms": 10.0,
-         "torchserve_c8_rps": 800.0, "horizon16_p50_ms": 10.0}
+GOALS = {"in_process_p50_ms": 1.5, "torchserve_c1_p50_ms": 3.0, "torchserve_c1_p99_ms": 6.0,
+         "torchserve_c8_rps": 900.0, "horizon16_p50_ms": 10.0}
 
 def _bars() -> bool:
     "Progress bars in a notebook or a terminal; not in a log file, where each update would be a line."
@@ -50,93 +51,164 @@ def in_process(predictors: dict[str, Predictor], reqs: list[dict], warmup: int =
     return out
 
 # %% ../nbs/08d_bench.ipynb #a78ce42d
-def http_latency(srv: Server, bodies: list[bytes], warmup: int = 20) -> dict:
-    "Sequential (concurrency 1) latency of prediction calls."
-    for b in bodies[:warmup]: srv.call("POST", "/predictions/mlproj", b)
-    times, bad = [], 0
-    for b in progress_bar(bodies, leave=False, display=_bars()):
-        t0 = time.perf_counter(); status = srv.call("POST", "/predictions/mlproj", b)[0]; times.append(time.perf_counter() - t0)
-        bad += status != 200
-    return {**stats(times), "errors": bad}
+WRK_LUA = r"""
+local bodies, i, n_threads = {}, 0, 0
+function setup(thread) thread:set("tid", n_threads); n_threads = n_threads + 1 end
+function init(args)
+  for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["Authorization"] = "Bearer " .. args[2]
+  i = math.floor(tid * #bodies / tonumber(args[3]))  -- each thread starts its own share of the bodies further on
+end
+function request()
+  i = i % #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[i])
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"requests": %d, "duration_us": %d, "errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, ' ..
+    '"p50_us": %d, "p90_us": %d, "p99_us": %d, "mean_us": %.1f, "max_us": %d}\n', summary.requests, summary.duration,
+    e.connect, e.read, e.write, e.status, e.timeout, latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.mean, latency.max))
+end
+"""
 
-def http_throughput(srv: Server, bodies: list[bytes], clients: int = 8) -> dict:
-    "Throughput and latency with `clients` concurrent clients, each sending every body once."
-    times, bad, lock = [], [0], threading.Lock()
-    def client():
-        c, mine = Server(srv.run_dir, srv.port), []
-        for b in bodies:
-            t0 = time.perf_counter(); status = c.call("POST", "/predictions/mlproj", b)[0]; mine.append(time.perf_counter() - t0)
-            if status != 200:
-                with lock: bad[0] += 1
-        c.close()
-        with lock: times.extend(mine)
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads: t.start()
-    for t in threads: t.join()
-    wall = time.perf_counter() - t0
-    return {**stats(times), "requests_per_s": len(times) / wall, "clients": clients, "errors": bad[0]}
+def wrk(srv: Server, bodies: list[bytes], connections: int, seconds: float, name: str = "mlproj") -> dict:
+    "Load `srv`'s prediction endpoint with `wrk`, in its own process, `connections` open at once, each request the next of `bodies`."
+    exe = shutil.which("wrk")
+    if exe is None: raise RuntimeError("wrk is not installed: `apt-get install wrk` (make bench does it)")
+    if any(b"\n" in b for b in bodies): raise ValueError("bodies: expected one-line JSON each (wrk reads them one per line)")
+    threads = min(connections, os.cpu_count() or 1)
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "bench.lua").write_text(WRK_LUA); (Path(d) / "bodies.jsonl").write_bytes(b"\n".join(bodies) + b"\n")
+        r = subprocess.run([exe, "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "--timeout", "10s",
+                            "-s", str(Path(d) / "bench.lua"), f"http://127.0.0.1:{srv.port}/predictions/{name}", "--",
+                            str(Path(d) / "bodies.jsonl"), srv.keys()["inference"], str(threads)],
+                           capture_output=True, text=True, timeout=seconds + 60)
+    line = next((l for l in r.stdout.splitlines()[::-1] if l.startswith("{")), None)
+    if r.returncode or line is None: raise RuntimeError(f"wrk failed ({r.returncode}): {r.stderr[-1000:] or r.stdout[-1000:]}")
+    w = json.loads(line)
+    return {"connections": connections, "wrk_threads": threads, "requests": w["requests"],
+            "requests_per_s": w["requests"] / (w["duration_us"] / 1e6), "errors": sum(w["errors"].values()), "error_kinds": w["errors"],
+            **{f"p{q}_ms": w[f"p{q}_us"] / 1000 for q in (50, 90, 99)}, "mean_ms": w["mean_us"] / 1000, "max_ms": w["max_us"] / 1000}
 
 # %% ../nbs/08d_bench.ipynb #3fc5f8aa
-def run(mar: Path | str, onnx: Path | str, txs: list[dict], out: Path | str, n_requests: int = 2000, n_horizon: int = 300,
-        n_http: int = 1000, concurrency: int = 8, seed: int = 0) -> dict:
-    "Measure the archive `mar` (and `onnx`, its ONNX form) on `txs`; write the reports to `out`."
-    out = Path(out)
+def distinct_bodies(txs: list[dict], n: int, seed: int = 0, k: int = 8) -> list[bytes]:
+    "Up to `n` distinct one-line request bodies: transactions of `txs` cut at random (seeded) points."
+    rng, out, seen = np.random.default_rng(seed), [], set()
+    for _ in range(20 * n):
+        tx = txs[int(rng.integers(len(txs)))]
+        b = json.dumps(request_of(tx, int(rng.integers(0, len(tx["address"]) + 1)), k), separators=(",", ":")).encode()
+        if b not in seen: seen.add(b); out.append(b)
+        if len(out) == n: break
+    return out
+
+def _predictors(mar: Path | str, onnx: Path | str) -> dict[str, Predictor]:
+    "The archive's model as eager torch, ONNX Runtime and int8."
     with zipfile.ZipFile(mar) as z, tempfile.TemporaryDirectory() as d:
-        z.extract("model.pth", d)
-        eager = Predictor.load(Path(d) / "model.pth")
-    preds = {"eager": eager, "onnx": Predictor(OnnxLM(onnx, eager.model.rnn.num_layers, eager.model.rnn.hidden_size), eager.tok),
-             "int8": Predictor(quantize(eager.model), eager.tok)}
-    rng = np.random.default_rng(seed)
-    pick = lambda n: [txs[i] for i in rng.choice(len(txs), size=n, replace=n > len(txs))]
-    reqs, horizon = requests_from(pick(n_requests), seed=seed), requests_from(pick(n_horizon), horizon=16, seed=seed)
-    log.info("in process: %d requests, %d with horizon 16", len(reqs), len(horizon))
-    inproc = {"k8_horizon0": in_process(preds, reqs), "horizon16": in_process(preds, horizon, warmup=5)}
-    bodies = [json.dumps(r).encode() for r in requests_from(pick(n_http), seed=seed + 1)]
-    same = bodies[:1] * min(n_http, 500)
-    ts = {}
+        z.extract("model.pth", d); eager = Predictor.load(Path(d) / "model.pth")
+    return {"eager": eager, "onnx": Predictor(OnnxLM(onnx, eager.model.rnn.num_layers, eager.model.rnn.hidden_size), eager.tok),
+            "int8": Predictor(quantize(eager.model), eager.tok)}
+
+def through_torchserve(mar: Path | str, bodies: list[bytes], levels=(1, 2, 4, 8, 16), seconds: float = 10.0) -> dict:
+    "wrk against the archive as built: each concurrency level with the cache off, then one body again, cache off and on."
+    ts = {"bodies": len(bodies), "seconds": seconds, "levels": {}}
     with tempfile.TemporaryDirectory() as d:
         for cache in ("off", "on"):
             run_dir = Path(d) / cache
             srv = start(run_dir, [mar], port=free_port(), env={"MLPROJ_CACHE_SIZE": "0"} if cache == "off" else {})
             try:
+                wrk(srv, bodies[:50], 2, 1)  # warm-up: the JVM's compiler, the worker's first calls
                 if cache == "off":
-                    log.info("TorchServe: %d requests at concurrency 1, %d x %d at concurrency %d", len(bodies), concurrency, len(bodies), concurrency)
-                    ts["concurrency_1"] = http_latency(srv, bodies)
-                    ts[f"concurrency_{concurrency}"] = http_throughput(srv, bodies, concurrency)
-                ts[f"same_body_cache_{cache}"] = http_latency(srv, same)
+                    for c in progress_bar(list(levels), leave=False, display=_bars()):
+                        ts["levels"][str(c)] = wrk(srv, bodies, c, seconds); log.info("concurrency %d: %.0f requests/s", c, ts["levels"][str(c)]["requests_per_s"])
+                ts[f"same_body_cache_{cache}"] = wrk(srv, bodies[:1], 1, max(1.0, seconds / 2))
             finally: stop(run_dir)
+    for c in ("1", "8"): ts[f"concurrency_{c}"] = ts["levels"].get(c)
     ts["cache_speedup"] = ts["same_body_cache_off"]["p50_ms"] / ts["same_body_cache_on"]["p50_ms"]
+    return ts
+
+# %% ../nbs/08d_bench.ipynb #f90037e9
+def run(mar: Path | str, onnx: Path | str, txs: list[dict], out: Path | str, n_requests: int = 2000, n_horizon: int = 300,
+        n_bodies: int = 5000, levels=(1, 2, 4, 8, 16), seconds: float = 10.0, seed: int = 0) -> dict:
+    "Measure the archive `mar` (and `onnx`, its ONNX form) on `txs`; write the reports and plots to `out`."
+    out, preds = Path(out), _predictors(mar, onnx)
+    rng = np.random.default_rng(seed)
+    pick = lambda n: [txs[i] for i in rng.choice(len(txs), size=n, replace=n > len(txs))]
+    reqs = [json.loads(b) for b in distinct_bodies(pick(n_requests), n_requests, seed)]
+    horizon = [{**json.loads(b), "horizon": 16} for b in distinct_bodies(pick(n_horizon), n_horizon, seed)]
+    log.info("in process: %d requests, %d with horizon 16", len(reqs), len(horizon))
+    inproc = {"k8_horizon0": in_process(preds, reqs), "horizon16": in_process(preds, horizon, warmup=5)}
+    ts = through_torchserve(mar, distinct_bodies(txs, n_bodies, seed + 1), levels, seconds)
     with zipfile.ZipFile(mar) as z: runtime = (json.loads(z.read("MAR-INF/MANIFEST.json"))["model"], z.read("model-config.yaml").decode())
-    meta = {"archive": str(mar), "model": runtime[0], "model_config": runtime[1], "threads": 1, "cpu_count": os.cpu_count(), "goals": GOALS}
+    meta = {"archive": str(mar), "model": runtime[0], "model_config": runtime[1], "threads": 1, "cpu_count": os.cpu_count(),
+            "load_generator": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("Copyright")[0].strip(), "goals": GOALS}
     reports = {"in_process": {**meta, **inproc}, "torchserve": {**meta, **ts}}
     for name, rep in reports.items():
         with atomic_path(out / f"{name}.json") as p: p.write_text(json.dumps(rep, indent=1) + "\n")
-    fig = plot(reports, concurrency)
-    with atomic_path(out / "latency.png") as p: fig.savefig(p, dpi=110, bbox_inches="tight", format="png")
+    for name, fig in (("latency", plot(reports)), ("throughput", plot_throughput(reports))):
+        with atomic_path(out / f"{name}.png") as p: fig.savefig(p, dpi=100, bbox_inches="tight", format="png")
+        plt.close(fig)
     return reports
 
-def plot(reports: dict, concurrency: int = 8) -> plt.Figure:
+# %% ../nbs/08d_bench.ipynb #b917fded
+def plot(reports: dict) -> plt.Figure:
     "p50 and p99 of every measurement, with the goals as marks."
     ip, ts = reports["in_process"], reports["torchserve"]
     rows = [(f"in process {n}", ip["k8_horizon0"][n], GOALS["in_process_p50_ms"]) for n in ip["k8_horizon0"]]
     rows += [(f"horizon 16 {n}", ip["horizon16"][n], GOALS["horizon16_p50_ms"]) for n in ip["horizon16"]]
-    rows += [("TorchServe c=1", ts["concurrency_1"], GOALS["torchserve_c1_p50_ms"]),
-             (f"TorchServe c={concurrency}", ts[f"concurrency_{concurrency}"], None),
-             ("same body, cache off", ts["same_body_cache_off"], None), ("same body, cache on", ts["same_body_cache_on"], None)]
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1))
+    rows += [(f"TorchServe c={c}", s, GOALS["torchserve_c1_p50_ms"] if c == "1" else None) for c, s in ts["levels"].items()]
+    rows += [("same body, cache off", ts["same_body_cache_off"], None), ("same body, cache on", ts["same_body_cache_on"], None)]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1))
     y = np.arange(len(rows))[::-1]
     ax.barh(y + 0.2, [r[1]["p50_ms"] for r in rows], 0.4, label="p50")
     ax.barh(y - 0.2, [r[1]["p99_ms"] for r in rows], 0.4, label="p99", alpha=0.6)
     for yi, (_, _, g) in zip(y, rows):
         if g: ax.plot([g, g], [yi - 0.45, yi + 0.45], "k--", lw=1)
     ax.set_yticks(y, [r[0] for r in rows]); ax.set_xlabel("ms (dashed: the p50 goal)"); ax.set_xscale("log")
-    ticks = [t for t in (0.5, 1, 2, 4, 10, 20, 50, 100, 200) if t <= 2 * max(r[1]["p99_ms"] for r in rows)]
+    ticks = [t for t in (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500) if t <= 2 * max(r[1]["p99_ms"] for r in rows)]
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks]); ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    rps = ts[f"concurrency_{concurrency}"]["requests_per_s"]
-    ax.set_title(f"Latency per request; TorchServe at concurrency {concurrency}: {rps:.0f} requests/s (goal {GOALS['torchserve_c8_rps']:.0f})")
-    ax.legend(loc="lower right"); fig.tight_layout()
+    ax.set_title("Latency per request"); ax.legend(loc="lower right"); fig.tight_layout()
     return fig
+
+def plot_throughput(reports: dict) -> plt.Figure:
+    "Requests per second (left) and p50/p99 latency (right) against concurrent connections, the goal at 8 marked."
+    ts = reports["torchserve"]; c = [int(k) for k in ts["levels"]]; lv = list(ts["levels"].values())
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3))
+    a1.plot(c, [s["requests_per_s"] for s in lv], "o-", label="measured")
+    a1.plot([8], [GOALS["torchserve_c8_rps"]], "k*", ms=10, label="goal at 8")
+    a1.set_xscale("log", base=2); a1.set_xticks(c, [str(x) for x in c]); a1.set_ylim(0, None)
+    a1.set_xlabel("concurrent connections (wrk)"); a1.set_ylabel("requests/s"); a1.legend(loc="lower right")
+    for q in ("p50", "p99"): a2.plot(c, [s[f"{q}_ms"] for s in lv], "o-", label=q)
+    a2.set_xscale("log", base=2); a2.set_xticks(c, [str(x) for x in c]); a2.set_xlabel("concurrent connections (wrk)")
+    a2.set_ylabel("ms"); a2.legend()
+    fig.suptitle(f"TorchServe on {ts['cpu_count']} cores, {ts['bodies']} distinct bodies, cache off"); fig.tight_layout()
+    return fig
+
+# %% ../nbs/08d_bench.ipynb #d5c21263
+def readme_table(reports: dict) -> str:
+    "The README's markdown table of every measurement, with goals and ratios, from the JSON reports."
+    ip, ts, g = reports["in_process"], reports["torchserve"], GOALS
+    ms = lambda s: f"{s['p50_ms']:.2f} ms | {s['p99_ms']:.2f} ms"
+    rows = ["| measurement | p50 | p99 | goal | ratio or throughput |", "|---|---|---|---|---|"]
+    for n, s in ip["k8_horizon0"].items():
+        rows.append(f"| in process, {n} | {ms(s)} | {'p50 ≤ %g ms' % g['in_process_p50_ms'] if n == 'eager' else ''} | {s['ratio_to_eager']:.2f}× eager |")
+    for n, s in ip["horizon16"].items():
+        rows.append(f"| horizon 16, {n} | {ms(s)} | {'p50 ≤ %g ms' % g['horizon16_p50_ms'] if n == 'eager' else ''} | {s['ratio_to_eager']:.2f}× eager |")
+    for c, s in ts["levels"].items():
+        goal = f"p50 ≤ {g['torchserve_c1_p50_ms']:g}, p99 ≤ {g['torchserve_c1_p99_ms']:g} ms" if c == "1" else f"≥ {g['torchserve_c8_rps']:.0f} requests/s" if c == "8" else ""
+        rows.append(f"| TorchServe, concurrency {c} | {ms(s)} | {goal} | {s['requests_per_s']:.0f} requests/s{'' if s['errors'] == 0 else ', %d errors' % s['errors']} |")
+    for c in ("off", "on"): rows.append(f"| one body again, cache {c} | {ms(ts[f'same_body_cache_{c}'])} | | {'%.2f× faster' % ts['cache_speedup'] if c == 'on' else ''} |")
+    return "\n".join(rows) + f"\n\n{ts['cpu_count']} cores; {ts['model']['modelName']} {ts['model']['modelVersion']}; load from {ts['load_generator']}, {ts['bodies']} distinct bodies, {ts['seconds']:g} s per level.\n"
+
+def write_readme_table(nb_path: Path | str, reports: dict) -> None:
+    "Replace the table between `<!-- bench -->` and `<!-- /bench -->` in the notebook's markdown cells, atomically."
+    nb_path = Path(nb_path); nb = json.loads(nb_path.read_text())
+    pat = re.compile(r"(<!-- bench -->\n).*?(<!-- /bench -->)", re.S)
+    cells = [c for c in nb["cells"] if c["cell_type"] == "markdown" and pat.search("".join(c["source"]))]
+    if not cells: raise ValueError(f"{nb_path}: expected a markdown cell with <!-- bench --> and <!-- /bench -->")
+    for c in cells: c["source"] = pat.sub(lambda m: m.group(1) + readme_table(reports) + m.group(2), "".join(c["source"])).splitlines(keepends=True)
+    with atomic_path(nb_path) as p: p.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 # %% ../nbs/08d_bench.ipynb #57575c73
 def main(argv=None) -> dict:
@@ -146,15 +218,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--test", required=True, help="test transactions (prepared test.parquet)")
     ap.add_argument("--out", default="reports/benchmarks")
     ap.add_argument("--requests", type=int, default=2000); ap.add_argument("--horizon-requests", type=int, default=300)
-    ap.add_argument("--http-requests", type=int, default=1000); ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--bodies", type=int, default=5000, help="distinct request bodies for wrk")
+    ap.add_argument("--levels", default="1,2,4,8,16", help="wrk concurrency levels"); ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--readme", default=None, help="a notebook whose <!-- bench --> table to rewrite (nbs/index.ipynb)")
     a = ap.parse_args(argv)
-    return run(a.mar, a.onnx, pd.read_parquet(a.test).to_dict("records"), a.out, a.requests, a.horizon_requests, a.http_requests, a.concurrency)
+    reports = run(a.mar, a.onnx, pd.read_parquet(a.test).to_dict("records"), a.out, a.requests, a.horizon_requests, a.bodies,
+                  [int(c) for c in a.levels.split(",")], a.seconds)
+    if a.readme: write_readme_table(a.readme, reports)
+    return reports
 
 if __name__ == "__main__" and "__file__" in globals():  # run as a script, not in a notebook
-    reports = main()
-    ip, ts = reports["in_process"], reports["torchserve"]
-    print(json.dumps({"in_process_p50_ms": {n: round(s["p50_ms"], 3) for n, s in ip["k8_horizon0"].items()},
-                      "horizon16_p50_ms": {n: round(s["p50_ms"], 3) for n, s in ip["horizon16"].items()},
-                      "torchserve_c1": {k: round(ts["concurrency_1"][k], 3) for k in ("p50_ms", "p99_ms")},
-                      "torchserve_c8_rps": round(next(v for k, v in ts.items() if k.startswith("concurrency_") and k != "concurrency_1")["requests_per_s"], 1),
-                      "cache_speedup": round(ts["cache_speedup"], 2)}, indent=1))
+    print(readme_table(main()))
