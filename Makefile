@@ -81,7 +81,7 @@ retrain: $(SETUP)
 ## bench: latency in process, and wrk against TorchServe at concurrency 1-16 -> reports/benchmarks/*.json, two plots, the README's table
 bench: $(SETUP)
 	@test -f models/mlproj.mar || { echo "models/mlproj.mar is missing: run make pipeline (or dvc repro export) first"; exit 1; }
-	$(BIN)/python -m mlproj.bench --mar models/mlproj.mar --onnx models/model.onnx --test artifacts/prepared/test.parquet --out reports/benchmarks --readme nbs/index.ipynb
+	$(BIN)/python -m mlproj.bench --mar models/mlproj.mar --onnx models/model.onnx --test artifacts/prepared/test.parquet --out reports/benchmarks --variants --readme nbs/index.ipynb
 	$(MAKE) --no-print-directory -s readme
 
 ## test: fail if nbdev-export or nbdev-clean would change a file, then nbdev-test, then pytest

@@ -19,8 +19,8 @@ from .export import OnnxLM, Predictor, quantize, request_of
 from .torchserve import Server, free_port, start, stop
 
 # %% auto #0
-__all__ = ['log', 'GOALS', 'WRK_LUA', 'stats', 'in_process', 'wrk', 'distinct_bodies', 'through_torchserve', 'run', 'plot',
-           'plot_throughput', 'readme_table', 'write_readme_table', 'main']
+__all__ = ['log', 'GOALS', 'WRK_LUA', 'VARIANTS', 'stats', 'in_process', 'wrk', 'distinct_bodies', 'through_torchserve',
+           'serving_variants', 'run', 'plot', 'plot_throughput', 'readme_table', 'write_readme_table', 'main']
 
 # %% ../nbs/08d_bench.ipynb #8ac3e08e
 log = get_logger("bench")
@@ -128,9 +128,42 @@ def through_torchserve(mar: Path | str, bodies: list[bytes], levels=(1, 2, 4, 8,
     ts["cache_speedup"] = ts["same_body_cache_off"]["p50_ms"] / ts["same_body_cache_on"]["p50_ms"]
     return ts
 
+# %% ../nbs/08d_bench.ipynb #c04f2c6c
+def serving_variants(model_path: Path | str, onnx: Path | str, bodies: list[bytes], variants: dict[str, dict], connections: int = 8,
+                     seconds: float = 8.0, rounds: int = 2, base: dict | None = None) -> dict:
+    "Throughput and latency of each variant (`serve` params over `base`) at `connections`, variants interleaved round by round."
+    from mlproj.core import load_params
+    from mlproj.export import build_mar
+    base = {**(base or load_params("serve")), "cache_size": 0}
+    out = {n: {"serve": v, "rounds": []} for n, v in variants.items()}
+    with tempfile.TemporaryDirectory() as d:
+        slug = {n: re.sub(r"\W+", "-", n) for n in variants}  # folder names: TorchServe's JVM arguments break on spaces
+        mars = {n: build_mar(model_path, Path(d) / slug[n], "mlproj", "0.0.0", {"variant": n}, {**base, **v}, onnx_path=onnx) for n, v in variants.items()}
+        for r in progress_bar(range(rounds), leave=False, display=_bars()):
+            for n, mar in mars.items():
+                run_dir = Path(d) / f"run-{slug[n]}-{r}"
+                srv = start(run_dir, [mar], port=free_port())
+                try:
+                    wrk(srv, bodies[:50], 2, 1)  # warm-up
+                    out[n]["rounds"].append(wrk(srv, bodies, connections, seconds))
+                finally: stop(run_dir)
+    for v in out.values():
+        v["requests_per_s"] = float(np.median([x["requests_per_s"] for x in v["rounds"]]))
+        v["p50_ms"], v["p99_ms"] = (float(np.median([x[k] for x in v["rounds"]])) for k in ("p50_ms", "p99_ms"))
+        v["errors"] = sum(x["errors"] for x in v["rounds"])
+    return out
+
+VARIANTS = {  # name -> serve params that differ from params.yaml
+    "int8, 1 worker": {"runtime": "int8", "workers": 1, "batch_size": 1, "max_batch_delay": 0},
+    "int8, 2 workers": {"runtime": "int8", "workers": 2, "batch_size": 1, "max_batch_delay": 0},
+    "eager, 1 worker, batch 8 / 2 ms": {"runtime": "eager", "workers": 1, "batch_size": 8, "max_batch_delay": 2},
+    "eager, 2 workers, batch 4 / 2 ms": {"runtime": "eager", "workers": 2, "batch_size": 4, "max_batch_delay": 2},
+    "onnx, 1 worker, batch 8 / 2 ms": {"runtime": "onnx", "workers": 1, "batch_size": 8, "max_batch_delay": 2},
+}
+
 # %% ../nbs/08d_bench.ipynb #f90037e9
 def run(mar: Path | str, onnx: Path | str, txs: list[dict], out: Path | str, n_requests: int = 2000, n_horizon: int = 300,
-        n_bodies: int = 5000, levels=(1, 2, 4, 8, 16), seconds: float = 10.0, seed: int = 0) -> dict:
+        n_bodies: int = 5000, levels=(1, 2, 4, 8, 16), seconds: float = 10.0, seed: int = 0, variants: dict | None = None) -> dict:
     "Measure the archive `mar` (and `onnx`, its ONNX form) on `txs`; write the reports and plots to `out`."
     out, preds = Path(out), _predictors(mar, onnx)
     rng = np.random.default_rng(seed)
@@ -139,7 +172,11 @@ def run(mar: Path | str, onnx: Path | str, txs: list[dict], out: Path | str, n_r
     horizon = [{**json.loads(b), "horizon": 16} for b in distinct_bodies(pick(n_horizon), n_horizon, seed)]
     log.info("in process: %d requests, %d with horizon 16", len(reqs), len(horizon))
     inproc = {"k8_horizon0": in_process(preds, reqs), "horizon16": in_process(preds, horizon, warmup=5)}
-    ts = through_torchserve(mar, distinct_bodies(txs, n_bodies, seed + 1), levels, seconds)
+    bodies = distinct_bodies(txs, n_bodies, seed + 1)
+    ts = through_torchserve(mar, bodies, levels, seconds)
+    if variants:
+        with zipfile.ZipFile(mar) as z, tempfile.TemporaryDirectory() as d:
+            z.extract("model.pth", d); ts["variants"] = serving_variants(Path(d) / "model.pth", onnx, bodies, variants, seconds=seconds)
     with zipfile.ZipFile(mar) as z: runtime = (json.loads(z.read("MAR-INF/MANIFEST.json"))["model"], z.read("model-config.yaml").decode())
     meta = {"archive": str(mar), "model": runtime[0], "model_config": runtime[1], "threads": 1, "cpu_count": os.cpu_count(),
             "load_generator": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("Copyright")[0].strip(), "goals": GOALS}
@@ -199,6 +236,9 @@ def readme_table(reports: dict) -> str:
         goal = f"p50 ≤ {g['torchserve_c1_p50_ms']:g}, p99 ≤ {g['torchserve_c1_p99_ms']:g} ms" if c == "1" else f"≥ {g['torchserve_c8_rps']:.0f} requests/s" if c == "8" else ""
         rows.append(f"| TorchServe, concurrency {c} | {ms(s)} | {goal} | {s['requests_per_s']:.0f} requests/s{'' if s['errors'] == 0 else ', %d errors' % s['errors']} |")
     for c in ("off", "on"): rows.append(f"| one body again, cache {c} | {ms(ts[f'same_body_cache_{c}'])} | | {'%.2f× faster' % ts['cache_speedup'] if c == 'on' else ''} |")
+    if ts.get("variants"):
+        rows += ["", f"| TorchServe setup, concurrency 8 | p50 | p99 | requests/s |", "|---|---|---|---|"]
+        rows += [f"| {n} | {v['p50_ms']:.2f} ms | {v['p99_ms']:.2f} ms | {v['requests_per_s']:.0f} |" for n, v in ts["variants"].items()]
     return "\n".join(rows) + f"\n\n{ts['cpu_count']} cores; {ts['model']['modelName']} {ts['model']['modelVersion']}; load from {ts['load_generator']}, {ts['bodies']} distinct bodies, {ts['seconds']:g} s per level.\n"
 
 def write_readme_table(nb_path: Path | str, reports: dict) -> None:
@@ -220,10 +260,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--requests", type=int, default=2000); ap.add_argument("--horizon-requests", type=int, default=300)
     ap.add_argument("--bodies", type=int, default=5000, help="distinct request bodies for wrk")
     ap.add_argument("--levels", default="1,2,4,8,16", help="wrk concurrency levels"); ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--variants", action="store_true", help="also compare the serving setups of VARIANTS at concurrency 8")
     ap.add_argument("--readme", default=None, help="a notebook whose <!-- bench --> table to rewrite (nbs/index.ipynb)")
     a = ap.parse_args(argv)
     reports = run(a.mar, a.onnx, pd.read_parquet(a.test).to_dict("records"), a.out, a.requests, a.horizon_requests, a.bodies,
-                  [int(c) for c in a.levels.split(",")], a.seconds)
+                  [int(c) for c in a.levels.split(",")], a.seconds, variants=VARIANTS if a.variants else None)
     if a.readme: write_readme_table(a.readme, reports)
     return reports
 

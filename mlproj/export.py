@@ -129,24 +129,34 @@ class Predictor:
         return torch.cat([lg for lg, _ in res]), tuple(torch.cat([st[i] for _, st in res], 1) for i in (0, 1))
 
     def _continue(self, logits, state, req: dict, n: int) -> list:
-        "Greedy continuation of `n` accesses after the request's own: the likeliest token the grammar allows, one LSTM step per token."
+        "Greedy continuation of `n` accesses after the request's own: the likeliest token the grammar allows, one LSTM step per token, computing only the output rows the grammar allows next."
         lm, hist, out = self.lm, list(req["accesses"]), []
         path, st, start = [], lm.start(), state
         ctx = lm.context(req, hist); env = lm.env(ctx); avail = lm.available(env)
+        rows = None  # None: `logits` cover the vocabulary; else only these token ids, in order
         while len(out) < n and len(path) < MAX_DEPTH[lm.scheme]:
-            allowed = lm._allowed([st], [bool(hist)])[0]
-            if avail is not None: allowed = allowed & avail
-            t = int(logits[0].masked_fill(~allowed, -math.inf).argmax())
+            if rows is None: t = int(logits[0].masked_fill(~self._mask(st, hist, avail), -math.inf).argmax())
+            else: t = int(rows[logits[0].argmax()])
             path.append(t); st = lm.after(st, t)
-            logits, state = self.model.step(torch.tensor([[t]]), state)
-            if not lm.done(st): continue
+            if not lm.done(st):
+                rows = self._mask(st, hist, avail).nonzero()[:, 0]
+                logits, state = self.model.step(torch.tensor([[t]]), state, rows=rows); continue
             acc, d = lm._read(path, ctx, env)
             if acc is None: break  # cannot happen: `available` masks every source the request lacks
             spelled = lm._spell(acc, ctx, d)  # the tokenizer's spelling of this access, which the model saw in training
-            if spelled != path: logits, state = lm._feed([spelled], start)
-            out.append(acc); hist.append(acc); path, st, start = [], lm.start(), state
+            out.append(acc); hist.append(acc)
             ctx = lm.context(req, hist); env = lm.env(ctx); avail = lm.available(env)
+            if spelled != path: logits, state = lm._feed([spelled], start); rows = None
+            else:
+                rows = self._mask(lm.start(), hist, avail).nonzero()[:, 0]
+                logits, state = self.model.step(torch.tensor([[t]]), state, rows=rows)
+            path, st, start = [], lm.start(), state
         return out
+
+    def _mask(self, st, hist, avail) -> torch.Tensor:
+        "The tokens the grammar allows after state `st`, among the sources the request has."
+        allowed = self.lm._allowed([st], [bool(hist)])[0]
+        return allowed if avail is None else allowed & avail
 
 
 # %% ../nbs/07_export.ipynb #b1f3ad49
@@ -181,10 +191,11 @@ class OnnxLM:
         self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         self.n_layers, self.n_hidden = n_layers, n_hidden
     def eval(self): return self
-    def step(self, x, state=None):
+    def step(self, x, state=None, rows=None):
         if state is None: state = (torch.zeros(self.n_layers, x.shape[0], self.n_hidden),) * 2
         lg, h, c = self.sess.run(None, {"ids": x.numpy().astype(np.int64), "h": state[0].numpy(), "c": state[1].numpy()})
-        return torch.from_numpy(lg), (torch.from_numpy(h), torch.from_numpy(c))
+        lg = torch.from_numpy(lg)
+        return lg if rows is None else lg[:, rows], (torch.from_numpy(h), torch.from_numpy(c))
 
 def quantize(model):
     "A dynamically quantized (int8) copy of the model."

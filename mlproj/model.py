@@ -46,10 +46,43 @@ class AccessLM(nn.Module):
         out = self.drop(raw)
         return self.h_o(out), raw, out
 
-    def step(self, x: torch.Tensor, state=None):
-        "Logits of the last position and the new state: for generation, one or a few tokens at a time."
+    def step(self, x: torch.Tensor, # token ids, (batch, time)
+             state=None, rows: torch.Tensor | None = None, # only these output rows (token ids), in this order
+            ):
+        "Logits of the last position (of `rows` only, if given) and the new state: for generation, a few tokens at a time."
+        if x.shape[1] == 1 and type(self.rnn) is nn.LSTM and not self.training and not torch.is_grad_enabled():
+            return self._token_step(x[:, 0], state, rows)
         raw, state = self.rnn(self.i_h(x), state)
-        return self.h_o(raw[:, -1]), state
+        return self.h_o(raw[:, -1]) if rows is None else self.h_o(raw[:, -1])[:, rows], state
+
+# %% ../nbs/04_model.ipynb #5f1d2a02
+@torch.no_grad()
+def _fast(self: AccessLM) -> tuple:
+    "The float weights `_token_step` reads, fetched once per set of weights (module attribute lookups are slow), with layer 0's input projection of every token, (vocab, 4 * hidden)."
+    r = self.rnn
+    key = tuple((w.data_ptr(), w._version) for w in (self.i_h.weight, r.weight_ih_l0, r.bias_ih_l0, self.h_o.weight))
+    if getattr(self, "_fast_w", (None,))[0] != key:
+        layers = [tuple(getattr(r, f"{n}_l{l}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")) for l in range(r.num_layers)]
+        self._fast_w = (key, torch.addmm(r.bias_ih_l0, self.i_h.weight, r.weight_ih_l0.t()), layers, self.h_o.weight, self.h_o.bias)
+    return self._fast_w[1:]
+
+def _token_step(self: AccessLM, t: torch.Tensor, state=None, rows: torch.Tensor | None = None):
+    "`step` for one token per row (`t`: (batch,)) with `torch.lstm_cell`; logits of `rows` only if given."
+    p0, layers, W, b = _fast(self)
+    L, H, B = len(layers), p0.shape[1] // 4, t.shape[0]
+    h, c = state if state is not None else (torch.zeros(L, B, H), torch.zeros(L, B, H))
+    gates = torch.addmm(p0[t] + layers[0][3], h[0], layers[0][1].t())
+    i, f, g, o = gates.chunk(4, 1)
+    cs = [torch.sigmoid(f) * c[0] + torch.sigmoid(i) * torch.tanh(g)]
+    hs = [torch.sigmoid(o) * torch.tanh(cs[0])]
+    for l in range(1, L):
+        hl, cl = torch.lstm_cell(hs[-1], (h[l], c[l]), *layers[l])
+        hs.append(hl); cs.append(cl)
+    if rows is None or 4 * len(rows) > len(b): logits = torch.addmm(b, hs[-1], W.t()); logits = logits if rows is None else logits[:, rows]
+    else: logits = torch.addmm(b[rows], hs[-1], W[rows].t())  # few rows: copying them costs less than the full layer
+    return logits, (torch.stack(hs), torch.stack(cs))
+
+AccessLM._token_step = _token_step
 
 # %% ../nbs/04_model.ipynb #bc4e0add
 def save_model(model: AccessLM, tok: Tokenizer, config: dict, path: Path | str) -> Path:
