@@ -242,7 +242,7 @@ class _Grammar:
         self.tok, self.scheme = tok, tok.scheme.kind
         kinds = np.array([token_kind(t) for t in tok.vocab.itos])
         self.kind = {k: torch.tensor(kinds == k) for k in set(kinds)}
-        self.kind_of, self._masks = kinds, {}
+        self.kind_of, self._masks, self._after = kinds, {}, {}
         # scheme 4: each source token's type and index (`a:c2` -> ("c", 2)), to mask the sources a transaction lacks
         src = [re.fullmatch(r"[ak]:(sender|to|arg|c)(\d*)", t) for t in tok.vocab.itos]
         self._src_type = np.array([m.group(1) if m else "" for m in src])
@@ -250,8 +250,11 @@ class _Grammar:
 
     def start(self) -> tuple | None: return ("A",) if self.scheme == 4 else None
     def after(self, state, t: int):
-        "The state after token id `t`: scheme 4's needs, else the kind of the last token."
-        return advance(state, self.tok.vocab.itos[t]) if self.scheme == 4 else self.kind_of[t]
+        "The state after token id `t`: scheme 4's needs (memoized: the search asks hundreds of times per request), else the kind of the last token."
+        if self.scheme != 4: return self.kind_of[t]
+        key = (state, t)
+        if (st := self._after.get(key)) is None: st = self._after[key] = advance(state, self.tok.vocab.itos[t])
+        return st
     def done(self, state) -> bool: return state == () if self.scheme == 4 else state == FINAL[self.scheme]
 
     def _mask(self, kinds) -> torch.Tensor:
