@@ -6,6 +6,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'mlproj.bench.distinct_bodies': ('bench.html#distinct_bodies', 'mlproj/bench.py'),
                               'mlproj.bench.in_process': ('bench.html#in_process', 'mlproj/bench.py'),
                               'mlproj.bench.main': ('bench.html#main', 'mlproj/bench.py'),
+                              'mlproj.bench.noop_mar': ('bench.html#noop_mar', 'mlproj/bench.py'),
                               'mlproj.bench.plot': ('bench.html#plot', 'mlproj/bench.py'),
                               'mlproj.bench.plot_throughput': ('bench.html#plot_throughput', 'mlproj/bench.py'),
                               'mlproj.bench.readme_table': ('bench.html#readme_table', 'mlproj/bench.py'),

@@ -19,8 +19,9 @@ from .export import OnnxLM, Predictor, quantize, request_of
 from .torchserve import Server, free_port, start, stop
 
 # %% auto #0
-__all__ = ['log', 'GOALS', 'WRK_LUA', 'VARIANTS', 'stats', 'in_process', 'wrk', 'distinct_bodies', 'through_torchserve',
-           'serving_variants', 'run', 'plot', 'plot_throughput', 'readme_table', 'write_readme_table', 'main']
+__all__ = ['log', 'GOALS', 'WRK_LUA', 'VARIANTS', 'NOOP_HANDLER', 'stats', 'in_process', 'wrk', 'distinct_bodies',
+           'through_torchserve', 'serving_variants', 'run', 'noop_mar', 'plot', 'plot_throughput', 'readme_table',
+           'write_readme_table', 'main']
 
 # %% ../nbs/08d_bench.ipynb #8ac3e08e
 log = get_logger("bench")
@@ -131,14 +132,15 @@ def through_torchserve(mar: Path | str, bodies: list[bytes], levels=(1, 2, 4, 8,
 # %% ../nbs/08d_bench.ipynb #c04f2c6c
 def serving_variants(model_path: Path | str, onnx: Path | str, bodies: list[bytes], variants: dict[str, dict], connections: int = 8,
                      seconds: float = 8.0, rounds: int = 2, base: dict | None = None) -> dict:
-    "Throughput and latency of each variant (`serve` params over `base`) at `connections`, variants interleaved round by round."
+    "Throughput and latency of each variant (`serve` params over `base`, or \"noop\": `noop_mar`) at `connections`, variants interleaved round by round."
     from mlproj.core import load_params
     from mlproj.export import build_mar
     base = {**(base or load_params("serve")), "cache_size": 0}
     out = {n: {"serve": v, "rounds": []} for n, v in variants.items()}
     with tempfile.TemporaryDirectory() as d:
         slug = {n: re.sub(r"\W+", "-", n) for n in variants}  # folder names: TorchServe's JVM arguments break on spaces
-        mars = {n: build_mar(model_path, Path(d) / slug[n], "mlproj", "0.0.0", {"variant": n}, {**base, **v}, onnx_path=onnx) for n, v in variants.items()}
+        mars = {n: build_mar(model_path, Path(d) / slug[n], "mlproj", "0.0.0", {"variant": n}, {**base, **v}, onnx_path=onnx) for n, v in variants.items() if v != "noop"}
+        mars.update({n: noop_mar(Path(d) / slug[n], {**base, "workers": 1, "batch_size": 1, "max_batch_delay": 0}) for n, v in variants.items() if v == "noop"})
         for r in progress_bar(range(rounds), leave=False, display=_bars()):
             for n, mar in mars.items():
                 run_dir = Path(d) / f"run-{slug[n]}-{r}"
@@ -153,7 +155,8 @@ def serving_variants(model_path: Path | str, onnx: Path | str, bodies: list[byte
         v["errors"] = sum(x["errors"] for x in v["rounds"])
     return out
 
-VARIANTS = {  # name -> serve params that differ from params.yaml
+VARIANTS = {  # name -> serve params that differ from params.yaml, or "noop"
+    "no-op handler": "noop",
     "int8, 1 worker": {"runtime": "int8", "workers": 1, "batch_size": 1, "max_batch_delay": 0},
     "int8, 2 workers": {"runtime": "int8", "workers": 2, "batch_size": 1, "max_batch_delay": 0},
     "eager, 1 worker, batch 8 / 2 ms": {"runtime": "eager", "workers": 1, "batch_size": 8, "max_batch_delay": 2},
@@ -187,6 +190,27 @@ def run(mar: Path | str, onnx: Path | str, txs: list[dict], out: Path | str, n_r
         with atomic_path(out / f"{name}.png") as p: fig.savefig(p, dpi=100, bbox_inches="tight", format="png")
         plt.close(fig)
     return reports
+
+# %% ../nbs/08d_bench.ipynb #7aa7a7d7
+NOOP_HANDLER = '''
+def handle(data, context):
+    "Answer every request with no candidates, without reading it: the floor under any handler."
+    return None if data is None else [{"next": []} for _ in data]  # TorchServe initializes a function handler with data None
+'''
+
+def noop_mar(store: Path | str, serve: dict) -> Path:
+    "An archive `mlproj.mar` (in `store`) whose handler does nothing, with `serve`'s workers and batching."
+    from mlproj.export import model_config
+    import yaml
+    store = Path(store); store.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "noop.py").write_text(NOOP_HANDLER)
+        (Path(d) / "model-config.yaml").write_text(yaml.safe_dump(model_config(serve)))
+        r = subprocess.run([str(Path(sys.executable).parent / "torch-model-archiver"), "--model-name", "mlproj", "--version", "0.0.0",
+                            "--handler", str(Path(d) / "noop.py"), "--config-file", str(Path(d) / "model-config.yaml"),
+                            "--export-path", str(store), "--force"], capture_output=True, text=True)
+    if r.returncode: raise RuntimeError(f"torch-model-archiver failed: {r.stderr[-2000:]}")
+    return store / "mlproj.mar"
 
 # %% ../nbs/08d_bench.ipynb #b917fded
 def plot(reports: dict) -> plt.Figure:
