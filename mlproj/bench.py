@@ -175,6 +175,10 @@ def run(mar: Path | str, onnx: Path | str, txs: list[dict], out: Path | str, n_r
     horizon = [{**json.loads(b), "horizon": 16} for b in distinct_bodies(pick(n_horizon), n_horizon, seed)]
     log.info("in process: %d requests, %d with horizon 16", len(reqs), len(horizon))
     inproc = {"k8_horizon0": in_process(preds, reqs), "horizon16": in_process(preds, horizon, warmup=5)}
+    # a node's traffic: every prefix of each transaction in order, the first empty; float runtimes keep prefix states
+    node = [request_of(tx, n) for tx in pick(max(1, n_horizon // 3)) for n in range(len(tx["address"]) + 1)]
+    cached = {f"{n} (state cache)" if p.batch_invariant else n: Predictor(p.model, p.tok, state_cache=4096) for n, p in preds.items()}
+    inproc["node_traffic"] = in_process(cached, node, warmup=0)
     bodies = distinct_bodies(txs, n_bodies, seed + 1)
     ts = through_torchserve(mar, bodies, levels, seconds)
     if variants:
@@ -256,6 +260,8 @@ def readme_table(reports: dict) -> str:
         rows.append(f"| in process, {n} | {ms(s)} | {'p50 ≤ %g ms' % g['in_process_p50_ms'] if n == 'eager' else ''} | {s['ratio_to_eager']:.2f}× eager |")
     for n, s in ip["horizon16"].items():
         rows.append(f"| horizon 16, {n} | {ms(s)} | {'p50 ≤ %g ms' % g['horizon16_p50_ms'] if n == 'eager' else ''} | {s['ratio_to_eager']:.2f}× eager |")
+    for n, s in ip.get("node_traffic", {}).items():
+        rows.append(f"| a node's traffic, {n} | {ms(s)} | | {s['ratio_to_eager']:.2f}× eager |")
     for c, s in ts["levels"].items():
         goal = f"p50 ≤ {g['torchserve_c1_p50_ms']:g}, p99 ≤ {g['torchserve_c1_p99_ms']:g} ms" if c == "1" else f"≥ {g['torchserve_c8_rps']:.0f} requests/s" if c == "8" else ""
         rows.append(f"| TorchServe, concurrency {c} | {ms(s)} | {goal} | {s['requests_per_s']:.0f} requests/s{'' if s['errors'] == 0 else ', %d errors' % s['errors']} |")

@@ -5,6 +5,7 @@
 # %% ../nbs/07_export.ipynb #503811c3
 from __future__ import annotations
 import math, re
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,8 @@ import yaml
 from .model import MAX_DEPTH, LMPredictor, load_model
 
 # %% auto #0
-__all__ = ['MAX_ACCESSES', 'LIMITS', 'RequestError', 'request_tx', 'validate_request', 'Predictor', 'export_onnx', 'OnnxLM',
-           'quantize', 'score_gap', 'model_card', 'model_config', 'build_mar', 'request_of', 'requests_from',
+__all__ = ['MAX_ACCESSES', 'LIMITS', 'RequestError', 'request_tx', 'validate_request', 'Predictor', 'PrefixStates', 'export_onnx',
+           'OnnxLM', 'quantize', 'score_gap', 'model_card', 'model_config', 'build_mar', 'request_of', 'requests_from',
            'compare_variants']
 
 # %% ../nbs/07_export.ipynb #32d2c308
@@ -66,13 +67,16 @@ def validate_request(req: Any) -> dict:
 # %% ../nbs/07_export.ipynb #6e7beead
 class Predictor:
     "Answers serving requests with a trained `AccessLM`."
-    def __init__(self, model, tok, name: str = "mlproj", version: str = "0", threads: int = 1):
+    def __init__(self, model, tok, name: str = "mlproj", version: str = "0", threads: int = 1,
+                 state_cache: int = 0, # float runtimes: keep the LSTM state of this many recent prefixes (`PrefixStates`)
+                ):
         torch.set_num_threads(threads)
         self.lm, self.tok, self.info = LMPredictor(model.eval(), tok), tok, {"name": name, "version": version}
         self.model = self.lm.model
         # int8 quantizes activations with a scale taken from the whole batch: a request's answer would depend on its
         # neighbours in a TorchServe batch, so only float models answer several requests in one pass
         self.batch_invariant = not any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in getattr(model, "modules", list)())
+        self.states = PrefixStates(state_cache) if state_cache and self.batch_invariant else None
 
     @classmethod
     def load(cls, path, runtime: str = "eager", onnx_path=None, **kw) -> "Predictor":
@@ -88,7 +92,8 @@ class Predictor:
         "A predictor from an unpacked `.mar`: the runtime its `model-config.yaml` names (TorchServe and the batch CLI)."
         model_dir = Path(model_dir); conf = model_dir / "model-config.yaml"
         handler = (yaml.safe_load(conf.read_text()) if conf.exists() else {}).get("handler", {})
-        return cls.load(model_dir / "model.pth", handler.get("runtime", "eager"), model_dir / "model.onnx", name=name, version=version)
+        return cls.load(model_dir / "model.pth", handler.get("runtime", "eager"), model_dir / "model.onnx", name=name, version=version,
+                        state_cache=int(handler.get("state_cache", 0)))
 
     def __call__(self, req: dict) -> dict:
         "The response to a request; raise `RequestError` if it breaks the contract."
@@ -118,7 +123,21 @@ class Predictor:
         return out
 
     def _prefix_states(self, ids: list[list[int]]):
-        "Next-token logits and LSTM state after each token sequence: one packed pass for a torch model, else one by one."
+        "Next-token logits and LSTM state after each token sequence: from a cached prefix's state where there is one (`PrefixStates`), else one packed pass for a float torch model, else one by one."
+        if self.states is None: return self._run_prefixes(ids)
+        out, todo = [None] * len(ids), []
+        for i, s in enumerate(ids):
+            n, hit = self.states.longest(s)
+            if hit is None: todo.append(i); continue
+            out[i] = hit if n == len(s) else self.model.step(torch.tensor([s[n:]]), hit[1])
+        if todo:
+            lg, (h, c) = self._run_prefixes([ids[i] for i in todo])
+            for j, i in enumerate(todo): out[i] = (lg[j : j + 1], (h[:, j : j + 1], c[:, j : j + 1]))
+        for s, v in zip(ids, out): self.states.put(s, v)
+        return torch.cat([lg for lg, _ in out]), tuple(torch.cat([st[i] for _, st in out], 1) for i in (0, 1))
+
+    def _run_prefixes(self, ids: list[list[int]]):
+        "Next-token logits and LSTM state after each token sequence, from the start: one packed pass for a float torch model, else one by one."
         if len(ids) > 1 and isinstance(self.model, torch.nn.Module):  # float torch: packed (ONNX: one by one)
             x = torch.nn.utils.rnn.pad_sequence([torch.tensor(s) for s in ids], batch_first=True)
             packed = torch.nn.utils.rnn.pack_padded_sequence(self.model.i_h(x), torch.tensor([len(s) for s in ids]),
@@ -157,6 +176,24 @@ class Predictor:
         "The tokens the grammar allows after state `st`, among the sources the request has."
         allowed = self.lm._allowed([st], [bool(hist)])[0]
         return allowed if avail is None else allowed & avail
+
+
+# %% ../nbs/07_export.ipynb #e580b4b5
+class PrefixStates:
+    "An LRU of (logits, LSTM state) by token prefix. A node asks at every access, so a request's tokens are the previous request's plus one access: only those need the LSTM. For float runtimes only: feeding int8 a sequence in pieces changes its activation scales, so its answers would change."
+    def __init__(self, size: int): self.size, self.d, self.hits, self.misses = size, OrderedDict(), 0, 0
+
+    def longest(self, ids: list[int], back: int = 2 * MAX_DEPTH[4]) -> tuple[int, tuple | None]:
+        "The longest cached prefix of `ids` at most `back` tokens shorter: its length and (logits, state); `(0, None)` if none."
+        for n in range(len(ids), max(len(ids) - back, 0), -1):
+            if (hit := self.d.get(tuple(ids[:n]))) is not None:
+                self.d.move_to_end(tuple(ids[:n])); self.hits += 1; return n, hit
+        self.misses += 1
+        return 0, None
+
+    def put(self, ids: list[int], value: tuple) -> None:
+        self.d[tuple(ids)] = value
+        if len(self.d) > self.size: self.d.popitem(last=False)
 
 
 # %% ../nbs/07_export.ipynb #b1f3ad49
@@ -229,7 +266,7 @@ def model_config(serve: dict) -> dict:
     "TorchServe's per-model settings (`model-config.yaml` in the archive) from params `serve`."
     return {"minWorkers": serve["workers"], "maxWorkers": serve["workers"], "batchSize": serve["batch_size"],
             "maxBatchDelay": serve["max_batch_delay"], "responseTimeout": serve["response_timeout"],
-            "handler": {"cache_size": serve["cache_size"], "runtime": serve["runtime"],
+            "handler": {"cache_size": serve["cache_size"], "runtime": serve["runtime"], "state_cache": serve.get("state_cache", 0),
                         "log_max_bytes": serve["log_max_bytes"], "log_backups": serve["log_backups"]}}
 
 def build_mar(model_path: Path | str, store: Path | str, name: str, version: str, card: dict, serve: dict | None = None,
