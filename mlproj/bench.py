@@ -38,14 +38,15 @@ def stats(seconds) -> dict:
     return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()), "n": int(ms.size)}
 
 # %% ../nbs/08d_bench.ipynb #0091bc93
-def in_process(predictors: dict[str, Predictor], reqs: list[dict], warmup: int = 20) -> dict:
-    "Per-request latency of each predictor on `reqs`, interleaved; p50/p99 and p50 ratio to the first one."
+def in_process(predictors: dict[str, Predictor], reqs: list[dict], warmup: int = 20, block: int = 25) -> dict:
+    "Per-request latency of each predictor on `reqs`, interleaved by blocks of `block` requests; p50/p99 and p50 ratio to the first one."
     for r in reqs[:warmup]:
         for p in predictors.values(): p(r)
     times = {n: [] for n in predictors}
-    for r in progress_bar(reqs, leave=False, display=_bars()):
+    for b in progress_bar(range(0, len(reqs), block), leave=False, display=_bars()):
         for n, p in predictors.items():
-            t0 = time.perf_counter(); p(r); times[n].append(time.perf_counter() - t0)
+            for r in reqs[b : b + block]:
+                t0 = time.perf_counter(); p(r); times[n].append(time.perf_counter() - t0)
     out = {n: stats(t) for n, t in times.items()}
     first = next(iter(out.values()))["p50_ms"]
     for s in out.values(): s["ratio_to_eager"] = first / s["p50_ms"]
