@@ -13,9 +13,9 @@ SETUP ?= setup
 .PHONY: setup data data-regen data-record pipeline test lab lock readme serve serve-stop bench promote rollback monitor shadow retrain
 
 ## setup: create .venv with the pinned stack, the project and the python3 kernel, and install wrk (quick when nothing changed)
-setup: $(STAMP) /usr/bin/wrk
-/usr/bin/wrk:  # the load generator of make bench and of the bench notebook's test (Debian's package)
-	$$( [ $$(id -u) = 0 ] || echo sudo ) apt-get install -y -q wrk >/dev/null
+setup: $(STAMP)
+	@command -v wrk >/dev/null || { echo "installing wrk (Debian's package): the load generator of make bench and of the bench notebook"; \
+	  SUDO=$$( [ $$(id -u) = 0 ] || echo sudo ); $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q wrk >/dev/null; }
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q pip==25.3

@@ -199,6 +199,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'mlproj.handler.RequestLog': ('serve.html#requestlog', 'mlproj/handler.py'),
                                 'mlproj.handler.RequestLog.__init__': ('serve.html#requestlog.__init__', 'mlproj/handler.py'),
                                 'mlproj.handler.RequestLog._lose': ('serve.html#requestlog._lose', 'mlproj/handler.py'),
+                                'mlproj.handler.RequestLog.on': ('serve.html#requestlog.on', 'mlproj/handler.py'),
                                 'mlproj.handler.RequestLog.write': ('serve.html#requestlog.write', 'mlproj/handler.py'),
                                 'mlproj.handler._key': ('serve.html#_key', 'mlproj/handler.py'),
                                 'mlproj.handler.answer': ('serve.html#answer', 'mlproj/handler.py'),

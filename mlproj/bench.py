@@ -4,7 +4,7 @@
 
 # %% ../nbs/08d_bench.ipynb #8073d965
 from __future__ import annotations
-import argparse, json, os, re, shutil, subprocess, sys, tempfile, time, zipfile
+import argparse, json, math, os, re, shutil, subprocess, sys, tempfile, time, zipfile
 from pathlib import Path
 
 import matplotlib
@@ -80,7 +80,7 @@ def wrk(srv: Server, bodies: list[bytes], connections: int, seconds: float, name
     exe = shutil.which("wrk")
     if exe is None: raise RuntimeError("wrk is not installed: `apt-get install wrk` (make bench does it)")
     if any(b"\n" in b for b in bodies): raise ValueError("bodies: expected one-line JSON each (wrk reads them one per line)")
-    threads = min(connections, os.cpu_count() or 1)
+    threads = math.gcd(connections, 2)  # wrk splits the connections evenly over its threads; two threads load two cores enough
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / "bench.lua").write_text(WRK_LUA); (Path(d) / "bodies.jsonl").write_bytes(b"\n".join(bodies) + b"\n")
         r = subprocess.run([exe, "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "--timeout", "10s",

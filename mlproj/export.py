@@ -133,7 +133,7 @@ class Predictor:
         if todo:
             lg, (h, c) = self._run_prefixes([ids[i] for i in todo])
             for j, i in enumerate(todo): out[i] = (lg[j : j + 1], (h[:, j : j + 1], c[:, j : j + 1]))
-        for s, v in zip(ids, out): self.states.put(s, v)
+        for s, (lg, (h, c)) in zip(ids, out): self.states.put(s, (lg.clone(), (h.clone(), c.clone())))  # not views that keep a whole batch alive
         return torch.cat([lg for lg, _ in out]), tuple(torch.cat([st[i] for _, st in out], 1) for i in (0, 1))
 
     def _run_prefixes(self, ids: list[list[int]]):
@@ -149,6 +149,7 @@ class Predictor:
 
     def _continue(self, logits, state, req: dict, n: int) -> list:
         "Greedy continuation of `n` accesses after the request's own: the likeliest token the grammar allows, one LSTM step per token, computing only the output rows the grammar allows next."
+        if n == 0: return []
         lm, hist, out = self.lm, list(req["accesses"]), []
         path, st, start = [], lm.start(), state
         ctx = lm.context(req, hist); env = lm.env(ctx); avail = lm.available(env)

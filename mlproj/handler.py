@@ -87,6 +87,9 @@ class RequestLog:
             self._log.handlers[:] = [h]; self._log.setLevel(logging.INFO)
         except OSError: self.lost += 1
 
+    @property
+    def on(self) -> bool: return self._log is not None
+
     def _lose(self, record): self.lost += 1
 
     def write(self, request: Any, response: dict) -> None:
@@ -122,7 +125,7 @@ class AccessHandler(BaseHandler):
             if i in form: status, resp, cache = 400, RequestError("body", "body: expected JSON sent with Content-Type: application/json").to_json(), "off"
             else: status, resp, cache = next(answers)
             if status != 200: context.set_response_status(status, "Bad Request", idx=i)
-            else: self.requests.write(parse_body(body), resp)  # a 200 body parsed once already: bytes, str or a dict
+            elif self.requests.on: self.requests.write(parse_body(body), resp)  # a 200 body parsed once already: bytes, str or a dict
             context.set_response_header(i, "X-Cache", cache)
             out.append(resp)
         return out

@@ -50,7 +50,7 @@ class AccessLM(nn.Module):
              state=None, rows: torch.Tensor | None = None, # only these output rows (token ids), in this order
             ):
         "Logits of the last position (of `rows` only, if given) and the new state: for generation, a few tokens at a time."
-        if x.shape[1] <= 4 and type(self.rnn) is nn.LSTM and not self.training and not torch.is_grad_enabled():
+        if x.shape[1] <= 4 and type(self.rnn) is nn.LSTM and not self.training and not torch.is_grad_enabled() and not torch.jit.is_tracing():
             for j in range(x.shape[1] - 1): state = self._token_step(x[:, j], state, torch.empty(0, dtype=torch.long))[1]  # no logits needed
             return self._token_step(x[:, -1], state, rows)
         raw, state = self.rnn(self.i_h(x), state)
