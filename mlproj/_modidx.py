@@ -171,6 +171,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'mlproj.export._Step.forward': ('export.html#_step.forward', 'mlproj/export.py'),
                                'mlproj.export._hex': ('export.html#_hex', 'mlproj/export.py'),
                                'mlproj.export._int': ('export.html#_int', 'mlproj/export.py'),
+                               'mlproj.export.archive': ('export.html#archive', 'mlproj/export.py'),
                                'mlproj.export.build_mar': ('export.html#build_mar', 'mlproj/export.py'),
                                'mlproj.export.compare_variants': ('export.html#compare_variants', 'mlproj/export.py'),
                                'mlproj.export.export_onnx': ('export.html#export_onnx', 'mlproj/export.py'),

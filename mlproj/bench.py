@@ -205,17 +205,13 @@ def handle(data, context):
 
 def noop_mar(store: Path | str, serve: dict) -> Path:
     "An archive `mlproj.mar` (in `store`) whose handler does nothing, with `serve`'s workers and batching."
-    from mlproj.export import model_config
+    from mlproj.export import archive, model_config
     import yaml
     store = Path(store); store.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / "noop.py").write_text(NOOP_HANDLER)
         (Path(d) / "model-config.yaml").write_text(yaml.safe_dump(model_config(serve)))
-        r = subprocess.run([str(Path(sys.executable).parent / "torch-model-archiver"), "--model-name", "mlproj", "--version", "0.0.0",
-                            "--handler", str(Path(d) / "noop.py"), "--config-file", str(Path(d) / "model-config.yaml"),
-                            "--export-path", str(store), "--force"], capture_output=True, text=True)
-    if r.returncode: raise RuntimeError(f"torch-model-archiver failed: {r.stderr[-2000:]}")
-    return store / "mlproj.mar"
+        return archive(Path(d) / "noop.py", Path(d) / "model-config.yaml", store, "mlproj", "0.0.0")
 
 # %% ../nbs/08d_bench.ipynb #b917fded
 def plot(reports: dict) -> plt.Figure:
@@ -257,12 +253,10 @@ def readme_table(reports: dict) -> str:
     ip, ts, g = reports["in_process"], reports["torchserve"], GOALS
     ms = lambda s: f"{s['p50_ms']:.2f} ms | {s['p99_ms']:.2f} ms"
     rows = ["| measurement | p50 | p99 | goal | ratio or throughput |", "|---|---|---|---|---|"]
-    for n, s in ip["k8_horizon0"].items():
-        rows.append(f"| in process, {n} | {ms(s)} | {'p50 ≤ %g ms' % g['in_process_p50_ms'] if n == 'eager' else ''} | {s['ratio_to_eager']:.2f}× eager |")
-    for n, s in ip["horizon16"].items():
-        rows.append(f"| horizon 16, {n} | {ms(s)} | {'p50 ≤ %g ms' % g['horizon16_p50_ms'] if n == 'eager' else ''} | {s['ratio_to_eager']:.2f}× eager |")
-    for n, s in ip.get("node_traffic", {}).items():
-        rows.append(f"| a node's traffic, {n} | {ms(s)} | | {s['ratio_to_eager']:.2f}× eager |")
+    for key, what, goal in (("k8_horizon0", "in process", g["in_process_p50_ms"]), ("horizon16", "horizon 16", g["horizon16_p50_ms"]),
+                            ("node_traffic", "a node's traffic", None)):
+        for i, (n, s) in enumerate(ip.get(key, {}).items()):
+            rows.append(f"| {what}, {n} | {ms(s)} | {'p50 ≤ %g ms' % goal if goal and i == 0 else ''} | {s['ratio_to_eager']:.2f}× eager |")
     for c, s in ts["levels"].items():
         goal = f"p50 ≤ {g['torchserve_c1_p50_ms']:g}, p99 ≤ {g['torchserve_c1_p99_ms']:g} ms" if c == "1" else f"≥ {g['torchserve_c8_rps']:.0f} requests/s" if c == "8" else ""
         rows.append(f"| TorchServe, concurrency {c} | {ms(s)} | {goal} | {s['requests_per_s']:.0f} requests/s{'' if s['errors'] == 0 else ', %d errors' % s['errors']} |")

@@ -16,8 +16,8 @@ from .model import MAX_DEPTH, LMPredictor, load_model
 
 # %% auto #0
 __all__ = ['MAX_ACCESSES', 'LIMITS', 'RequestError', 'request_tx', 'validate_request', 'Predictor', 'PrefixStates', 'export_onnx',
-           'OnnxLM', 'quantize', 'score_gap', 'model_card', 'model_config', 'build_mar', 'request_of', 'requests_from',
-           'compare_variants']
+           'OnnxLM', 'quantize', 'score_gap', 'model_card', 'model_config', 'archive', 'build_mar', 'request_of',
+           'requests_from', 'compare_variants']
 
 # %% ../nbs/07_export.ipynb #32d2c308
 MAX_ACCESSES = 1024
@@ -125,15 +125,16 @@ class Predictor:
     def _prefix_states(self, ids: list[list[int]]):
         "Next-token logits and LSTM state after each token sequence: from a cached prefix's state where there is one (`PrefixStates`), else one packed pass for a float torch model, else one by one."
         if self.states is None: return self._run_prefixes(ids)
-        out, todo = [None] * len(ids), []
+        out, todo, new = [None] * len(ids), [], []
         for i, s in enumerate(ids):
             n, hit = self.states.longest(s)
-            if hit is None: todo.append(i); continue
-            out[i] = hit if n == len(s) else self.model.step(torch.tensor([s[n:]]), hit[1])
+            if hit is None: todo.append(i)
+            elif n == len(s): out[i] = hit  # asked before: nothing to run or to keep
+            else: out[i] = self.model.step(torch.tensor([s[n:]]), hit[1]); new.append(i)
         if todo:
             lg, (h, c) = self._run_prefixes([ids[i] for i in todo])
-            for j, i in enumerate(todo): out[i] = (lg[j : j + 1], (h[:, j : j + 1], c[:, j : j + 1]))
-        for s, (lg, (h, c)) in zip(ids, out): self.states.put(s, (lg.clone(), (h.clone(), c.clone())))  # not views that keep a whole batch alive
+            for j, i in enumerate(todo): out[i] = (lg[j : j + 1].clone(), (h[:, j : j + 1].clone(), c[:, j : j + 1].clone()))  # not views of the batch
+        for i in todo + new: self.states.put(ids[i], out[i])
         return torch.cat([lg for lg, _ in out]), tuple(torch.cat([st[i] for _, st in out], 1) for i in (0, 1))
 
     def _run_prefixes(self, ids: list[list[int]]):
@@ -187,8 +188,8 @@ class PrefixStates:
     def longest(self, ids: list[int], back: int = 2 * MAX_DEPTH[4]) -> tuple[int, tuple | None]:
         "The longest cached prefix of `ids` at most `back` tokens shorter: its length and (logits, state); `(0, None)` if none."
         for n in range(len(ids), max(len(ids) - back, 0), -1):
-            if (hit := self.d.get(tuple(ids[:n]))) is not None:
-                self.d.move_to_end(tuple(ids[:n])); self.hits += 1; return n, hit
+            if (hit := self.d.get(key := tuple(ids[:n]))) is not None:
+                self.d.move_to_end(key); self.hits += 1; return n, hit
         self.misses += 1
         return 0, None
 
@@ -270,6 +271,16 @@ def model_config(serve: dict) -> dict:
             "handler": {"cache_size": serve["cache_size"], "runtime": serve["runtime"], "state_cache": serve.get("state_cache", 0),
                         "log_max_bytes": serve["log_max_bytes"], "log_backups": serve["log_backups"]}}
 
+def archive(handler: Path, config: Path, out: Path, name: str, version: str, serialized: Path | None = None, extra=()) -> Path:
+    "Run torch-model-archiver: `<out>/<name>.mar` from a handler file and a `model-config.yaml` (and a checkpoint, extra files)."
+    args = [str(Path(sys.executable).parent / "torch-model-archiver"), "--model-name", name, "--version", version, "--handler", str(handler),
+            "--config-file", str(config), "--export-path", str(out), "--force"]
+    if serialized: args += ["--serialized-file", str(serialized)]
+    if extra: args += ["--extra-files", ",".join(map(str, extra))]
+    r = subprocess.run(args, capture_output=True, text=True)
+    if r.returncode: raise RuntimeError(f"torch-model-archiver failed: {r.stderr[-2000:]}")
+    return Path(out) / f"{name}.mar"
+
 def build_mar(model_path: Path | str, store: Path | str, name: str, version: str, card: dict, serve: dict | None = None,
               onnx_path: Path | str | None = None, profile_path: Path | str | None = None) -> Path:
     "Build `<store>/<name>.mar` from a checkpoint (and its ONNX form), the model card, the handler and the serving settings; atomically."
@@ -291,11 +302,7 @@ def build_mar(model_path: Path | str, store: Path | str, name: str, version: str
             else: export_onnx(load_model(model_path)[0], d / "model.onnx")
             extra.append(d / "model.onnx")
         out = d / "out"; out.mkdir()
-        r = subprocess.run([str(Path(sys.executable).parent / "torch-model-archiver"), "--model-name", name, "--version", version,
-                            "--serialized-file", str(d / "model.pth"), "--handler", str(handler),
-                            "--extra-files", ",".join(map(str, extra)), "--config-file", str(d / "model-config.yaml"), "--export-path", str(out), "--force"],
-                           capture_output=True, text=True)
-        if r.returncode: raise RuntimeError(f"torch-model-archiver failed: {r.stderr[-2000:]}")
+        archive(handler, d / "model-config.yaml", out, name, version, d / "model.pth", extra)
         with atomic_path(store / f"{name}.mar") as tmp: shutil.move(out / f"{name}.mar", tmp)
     return store / f"{name}.mar"
 
