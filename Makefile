@@ -10,7 +10,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # every verb first runs setup; `make SETUP= data` skips it (the tests do, in scratch projects that borrow .venv)
 SETUP ?= setup
 
-.PHONY: setup data data-regen data-record pipeline test lab lock readme serve serve-stop bench promote rollback monitor shadow retrain
+.PHONY: setup data data-regen data-record pipeline test lab lock readme serve serve-stop bench promote rollback serve-keys monitor shadow retrain
 
 ## setup: create .venv with the pinned stack, the project and the python3 kernel, and install wrk (quick when nothing changed)
 setup: $(STAMP)
@@ -65,6 +65,10 @@ rollback: $(SETUP)
 ## serve-stop: stop the TorchServe that make serve started, and every process it started
 serve-stop: $(SETUP)
 	$(BIN)/python -m mlproj.torchserve stop
+
+## serve-keys: renew the running TorchServe's inference and management keys (they expire after token_expiration_min)
+serve-keys: $(SETUP)
+	$(BIN)/python -m mlproj.torchserve keys
 
 ## monitor: drift of the logged traffic against the production model's training profile; exits 1 on an alert
 monitor: $(SETUP)

@@ -19,7 +19,7 @@ from .export import OnnxLM, Predictor, quantize, request_of
 from .torchserve import Server, free_port, start, stop
 
 # %% auto #0
-__all__ = ['log', 'GOALS', 'WRK_LUA', 'VARIANTS', 'NOOP_HANDLER', 'stats', 'in_process', 'wrk', 'distinct_bodies',
+__all__ = ['log', 'GOALS', 'WRK_LUA', 'VARIANTS', 'NOOP_HANDLER', 'stats', 'in_process', 'time_split', 'wrk', 'distinct_bodies',
            'through_torchserve', 'serving_variants', 'run', 'noop_mar', 'plot', 'plot_throughput', 'readme_table',
            'write_readme_table', 'main']
 
@@ -51,6 +51,33 @@ def in_process(predictors: dict[str, Predictor], reqs: list[dict], warmup: int =
     first = next(iter(out.values()))["p50_ms"]
     for s in out.values(): s["ratio_to_eager"] = first / s["p50_ms"]
     return out
+
+# %% ../nbs/08d_bench.ipynb #a2da78c1
+class _TimedSteps:
+    "A model whose `step` calls add their seconds to `spent` (everything else is passed through)."
+    def __init__(self, model, spent: list): self.model, self.spent, self.calls = model, spent, 0
+    def __getattr__(self, name): return getattr(self.model, name)
+    def step(self, *a, **kw):
+        t0 = time.perf_counter(); out = self.model.step(*a, **kw); self.spent[0] += time.perf_counter() - t0; self.calls += 1
+        return out
+
+def time_split(pred: Predictor, reqs: list[dict]) -> dict:
+    "Mean milliseconds per request: total, the LSTM over the request's own tokens, the LSTM steps of the search, and the Python rest."
+    spent, prefix = [0.0], [0.0]
+    model, run_prefix = pred.model, pred._prefix_states
+    def timed_prefix(ids):
+        t0, s0, n0 = time.perf_counter(), spent[0], timed.calls; out = run_prefix(ids)
+        prefix[0] += time.perf_counter() - t0; spent[0], timed.calls = s0, n0  # its steps count as prefix, not search
+        return out
+    pred.model = pred.lm.model = timed = _TimedSteps(model, spent); pred._prefix_states = timed_prefix
+    try:
+        t0 = time.perf_counter()
+        for r in reqs: pred(r)
+        total = time.perf_counter() - t0
+    finally: pred.model = pred.lm.model = model; del pred._prefix_states
+    ms = lambda s: 1000 * s / len(reqs)
+    return {"total_ms": ms(total), "prefix_lstm_ms": ms(prefix[0]), "search_lstm_ms": ms(spent[0]),
+            "python_ms": ms(total - prefix[0] - spent[0]), "search_steps": timed.calls / len(reqs), "n": len(reqs)}
 
 # %% ../nbs/08d_bench.ipynb #a78ce42d
 WRK_LUA = r"""
@@ -180,6 +207,7 @@ def run(mar: Path | str, onnx: Path | str, txs: list[dict], out: Path | str, n_r
     node = [request_of(tx, n) for tx in pick(max(1, n_horizon // 3)) for n in range(len(tx["address"]) + 1)]
     cached = {f"{n} (state cache)" if p.batch_invariant else n: Predictor(p.model, p.tok, state_cache=4096) for n, p in preds.items()}
     inproc["node_traffic"] = in_process(cached, node, warmup=0)
+    inproc["time_split"] = {n: time_split(p, reqs[: max(1, len(reqs) // 4)]) for n, p in preds.items()}
     bodies = distinct_bodies(txs, n_bodies, seed + 1)
     ts = through_torchserve(mar, bodies, levels, seconds)
     if variants:
@@ -264,6 +292,10 @@ def readme_table(reports: dict) -> str:
     if ts.get("variants"):
         rows += ["", f"| TorchServe setup, concurrency 8 | p50 | p99 | requests/s |", "|---|---|---|---|"]
         rows += [f"| {n} | {v['p50_ms']:.2f} ms | {v['p99_ms']:.2f} ms | {v['requests_per_s']:.0f} |" for n, v in ts["variants"].items()]
+    if ip.get("time_split"):
+        rows += ["", "| where an in-process request's time goes (mean) | total | LSTM over its own tokens | LSTM steps of the search | Python |", "|---|---|---|---|---|"]
+        rows += [f"| {n} ({v['search_steps']:.1f} search steps) | {v['total_ms']:.2f} ms | {v['prefix_lstm_ms']:.2f} ms | {v['search_lstm_ms']:.2f} ms | {v['python_ms']:.2f} ms |"
+                 for n, v in ip["time_split"].items()]
     return "\n".join(rows) + f"\n\n{ts['cpu_count']} cores; {ts['model']['modelName']} {ts['model']['modelVersion']}; load from {ts['load_generator']}, {ts['bodies']} distinct bodies, {ts['seconds']:g} s per level.\n"
 
 def write_readme_table(nb_path: Path | str, reports: dict) -> None:

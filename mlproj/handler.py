@@ -17,14 +17,17 @@ __all__ = ['MAX_BODY', 'parse_body', 'answer', 'CachedAnswers', 'log_entry', 'Re
 MAX_BODY = 256 * 1024  # bytes
 
 def parse_body(body: Any) -> Any:
-    "The JSON value of a request body; raise `RequestError` for an empty, oversized or malformed one."
-    if isinstance(body, (dict, list)):  # TorchServe parsed an application/json body: measure it as the client sent it
-        if len(json.dumps(body, separators=(",", ":"))) > MAX_BODY: raise RequestError("body", f"body: expected at most {MAX_BODY} bytes of JSON")
-        return body
-    if body is None or len(body) == 0: raise RequestError("body", "body: expected a JSON object, got an empty body")
-    if len(body) > MAX_BODY: raise RequestError("body", f"body: expected at most {MAX_BODY} bytes, got {len(body)}")
-    try: return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise RequestError("body", f"body: malformed JSON ({e})") from None
+    "The JSON value of a request body; raise `RequestError` for an empty, oversized, malformed or too deeply nested one."
+    if body is None or isinstance(body, (bytes, bytearray, str)):
+        if not body: raise RequestError("body", "body: expected a JSON object, got an empty body")
+        if len(body) > MAX_BODY: raise RequestError("body", f"body: expected at most {MAX_BODY} bytes, got {len(body)}")
+        try: return json.loads(body)
+        except ValueError as e: raise RequestError("body", f"body: malformed JSON ({e})") from None  # JSONDecodeError, UnicodeDecodeError
+        except RecursionError: raise RequestError("body", "body: expected a JSON object, got one nested too deeply") from None
+    try: size = len(json.dumps(body, separators=(",", ":")))  # TorchServe parsed it: measure it as the client sent it
+    except (RecursionError, ValueError, TypeError): raise RequestError("body", "body: expected a JSON object, got one nested too deeply") from None
+    if size > MAX_BODY: raise RequestError("body", f"body: expected at most {MAX_BODY} bytes of JSON")
+    return body
 
 def answer(predictor: Predictor, body: Any) -> tuple[int, dict]:
     "HTTP status and JSON response for one request body."
@@ -35,9 +38,11 @@ def answer(predictor: Predictor, body: Any) -> tuple[int, dict]:
 import os
 from collections import OrderedDict
 
-def _key(body: Any) -> str | bytes:
-    "A hashable cache key: canonical JSON for a parsed body, the bytes otherwise."
-    if isinstance(body, (dict, list)): return json.dumps(body, sort_keys=True, separators=(",", ":"))
+def _key(body: Any) -> str | bytes | None:
+    "A hashable cache key: canonical JSON for a parsed body, the bytes otherwise; None (not cached) for one too deep to write."
+    if isinstance(body, (dict, list)):
+        try: return json.dumps(body, sort_keys=True, separators=(",", ":"))
+        except (RecursionError, ValueError, TypeError): return None  # parse_body turns it away
     return bytes(body) if isinstance(body, (bytes, bytearray)) else repr(body)
 
 class CachedAnswers:

@@ -20,7 +20,8 @@ from .gates import js_divergence
 from .tokenize import UNK
 
 # %% auto #0
-__all__ = ['log', 'read_log', 'top_scores', 'low_confidence_share', 'drift', 'truths', 'shadow', 'plot_drift', 'monitor', 'main']
+__all__ = ['log', 'read_log', 'top_scores', 'low_confidence_share', 'trained_fields', 'transactions', 'drift', 'truths', 'shadow',
+           'plot_drift', 'monitor', 'served', 'main']
 
 # %% ../nbs/09_monitor.ipynb #329b01f6
 log = get_logger("monitor")
@@ -59,6 +60,17 @@ def low_confidence_share(entries: list[dict], low_score: float) -> float:
     top = top_scores(entries)
     return float(np.mean([t < low_score for t in top])) if top else 0.0
 
+def trained_fields(tok) -> tuple[str, ...]:
+    "The optional request fields the model reads: `sender` and `input` when its prompt has them (`tokenize.header`) or scheme 4 derives from them."
+    h, s4 = tok.scheme.header, tok.scheme.kind == 4
+    return tuple(f for f, used in (("sender", s4 or "sender" in h), ("input", s4 or "args" in h)) if used)
+
+def transactions(reqs: list[dict]) -> tuple[list[dict], str]:
+    "One request per transaction, and how they were told apart: each transaction's first request (empty prefix), else distinct headers."
+    first = [r for r in reqs if not r["accesses"]]
+    if first: return first, "first requests"
+    return list({_header(r): r for r in reqs}.values()), "distinct headers (no request with an empty prefix)"
+
 def drift(entries: list[dict], profile: dict, tok, params: dict, reference: dict | None = None) -> dict:
     "Drift measures of logged traffic against the training profile (and the card's `reference`), with thresholds and alerts."
     reqs = [validate_request(e["request"]) for e in entries]
@@ -67,18 +79,20 @@ def drift(entries: list[dict], profile: dict, tok, params: dict, reference: dict
         toks = tok.encode(request_tx(r))
         unk += sum(t == tok.vocab.stoi[UNK] for t in toks); total += len(toks)
     p99 = profile["lengths"]["p99"]
-    txs = {_header(r): r for r in reqs}.values()  # the profile counts transactions; a node asks once per access
+    txs, counted_by = transactions(reqs)  # the profile counts transactions; a node asks once per access
+    missing = [[f for f in trained_fields(tok) if e["request"].get(f) is None] for e in entries]
     live = {"to": _shares(r["to"] for r in txs), "selectors": _shares(r["selector"] for r in txs)}
     m = {"unknown_token_rate": (unk / max(total, 1), params["max_unknown_rate"]),
          "contracts_js": (js_divergence(_fold(live["to"], profile["to"]), profile["to"]), params["max_js"]),
          "selectors_js": (js_divergence(_fold(live["selectors"], profile["selectors"]), profile["selectors"]), params["max_js"]),
+         "missing_fields_share": (float(np.mean([bool(x) for x in missing])) if missing else 0.0, params["max_missing_fields"]),
          "long_prefix_share": (float(np.mean([len(r["accesses"]) > p99 for r in reqs])) if reqs else 0.0, params["max_long_prefix_share"]),
          "low_confidence_share": (low_confidence_share(entries, params["low_score"]),
                                   reference["low_confidence_share"] + params["max_low_confidence_increase"]
                                   if reference and "low_confidence_share" in reference else params["max_low_confidence"])}
     checks = {k: {"value": float(v), "max": float(t), "alert": bool(v > t)} for k, (v, t) in m.items()}
-    return {"requests": len(reqs), "transactions": len(txs), "checks": checks, "alert": any(c["alert"] for c in checks.values()),
-            "live": {**live,
+    return {"requests": len(reqs), "transactions": len(txs), "transactions_counted_by": counted_by, "checks": checks, "alert": any(c["alert"] for c in checks.values()),
+            "live": {**live, "missing_fields": dict(Counter(f for x in missing for f in x)),
                      "prefix_lengths": Counter(len(r["accesses"]) for r in reqs), "top_scores": top_scores(entries)}}
 
 # %% ../nbs/09_monitor.ipynb #a6ce648e
@@ -139,32 +153,54 @@ def monitor(log_path: Path | str, mar: Path | str, out_dir: Path | str, params: 
     rep = drift(entries, profile, tok, params, card.get("reference"))
     fig = plot_drift(rep, profile)
     out = Path(out_dir)
-    report = {"log": str(log_path), "archive": str(mar), "unreadable_lines": bad, **{k: rep[k] for k in ("requests", "transactions", "alert", "checks")}}
+    report = {"log": str(log_path), "archive": str(mar), "unreadable_lines": bad, **{k: rep[k] for k in ("requests", "transactions", "transactions_counted_by", "alert", "checks")},
+              "missing_fields": rep["live"]["missing_fields"]}
     with atomic_path(out / "drift.png") as p: fig.savefig(p, dpi=100, format="png")
     with atomic_path(out / "report.json") as p: p.write_text(json.dumps(report, indent=1) + "\n")
     plt.close(fig)
     return report
 
+# %% ../nbs/09_monitor.ipynb #d45688b6
+def served(run_dir: Path | str = "serve/run", registry: Path | str = "registry", fallback: Path | str = "models/mlproj.mar",
+           name: str = "mlproj") -> tuple[Path, str]:
+    "The archive being served and where it was found: the running TorchServe's default version, else production, else `fallback`."
+    from mlproj.registry import Registry
+    from mlproj.torchserve import ServeError, running
+    if srv := running(run_dir):
+        try:
+            version = next(v for v, default in srv.versions(name).items() if default)
+            mar = Path(run_dir) / "store" / f"{name}-{version}.mar"
+            if mar.exists(): return mar, f"served by the TorchServe in {run_dir}, version {version}"
+        except (ServeError, OSError, StopIteration): pass  # not answering, or serving no such model: fall back
+    reg = Registry(registry, name)
+    if (v := reg.production()) and reg.mar(v).exists(): return reg.mar(v), f"production in {registry}, version {v}"
+    if Path(fallback).exists(): return Path(fallback), "nothing promoted yet: what make serve serves"
+    raise FileNotFoundError(f"no served model: no TorchServe runs from {run_dir}, nothing is in production in {registry}, and {fallback} "
+                            "is missing (run make pipeline, or name the archive with --mar)")
+
 # %% ../nbs/09_monitor.ipynb #1cfa809a
 def main(argv=None) -> int:
     "The `python -m mlproj.monitor` command: exit 1 on a drift alert."
     from mlproj.predict import load_mar
-    from mlproj.registry import Registry
     ap = argparse.ArgumentParser(prog="python -m mlproj.monitor", description="Drift checks and shadow evaluation over the request log.")
     ap.add_argument("action", choices=["drift", "shadow"])
     ap.add_argument("--log", default="serve/run/logs/requests.jsonl")
-    ap.add_argument("--mar", help="drift: the served archive (default: production in the registry)")
+    ap.add_argument("--mar", help="the served archive (default: what `served` finds: the running TorchServe's, production, models/mlproj.mar)")
     ap.add_argument("--candidate", default="models/mlproj.mar", help="shadow: the candidate archive")
-    ap.add_argument("--registry", default="registry"); ap.add_argument("--out", default="reports/monitor")
+    ap.add_argument("--registry", default="registry"); ap.add_argument("--run-dir", default="serve/run", help="where make serve runs TorchServe")
+    ap.add_argument("--out", default="reports/monitor")
     a = ap.parse_args(argv)
-    reg = Registry(a.registry)
-    prod = a.mar or (reg.mar(reg.production()) if reg.production() else None)
-    if not prod: ap.error("no production model in the registry: name the served archive with --mar")
+    try: prod, how = (Path(a.mar), "--mar") if a.mar else served(a.run_dir, a.registry)
+    except FileNotFoundError as e: ap.error(str(e))
+    log.info("the served model: %s (%s)", prod, how)
     if a.action == "drift":
         rep = monitor(a.log, prod, a.out)
         print(json.dumps({k: round(v["value"], 4) for k, v in rep["checks"].items()} | {"requests": rep["requests"], "alert": rep["alert"]}))
         for k, v in rep["checks"].items():
             if v["alert"]: log.warning("ALERT %s: %.4f is above %.4f", k, v["value"], v["max"])
+        if rep["checks"]["missing_fields_share"]["alert"]:
+            log.warning("requests lack fields the model reads (%s): clients changed what they send, and answers without them are worse",
+                        ", ".join(f"{f}: {n} requests" for f, n in rep["missing_fields"].items()))
         return 1 if rep["alert"] else 0
     entries, _ = read_log(a.log, load_params("monitor")["window"])
     rep = {"candidate": str(a.candidate), "production": str(prod), **shadow(load_mar(a.candidate), load_mar(prod), entries)}

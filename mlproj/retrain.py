@@ -13,7 +13,7 @@ from .collect import batch_dir, collect, project_chain
 from .core import atomic_path, get_logger, load_params, project_root
 
 # %% auto #0
-__all__ = ['log', 'next_seed', 'new_source', 'set_param', 'collect_batch', 'retrain', 'main']
+__all__ = ['log', 'next_seed', 'new_source', 'set_param', 'collect_batch', 'left_behind', 'retrain', 'main']
 
 # %% ../nbs/10_retrain.ipynb #f8effa15
 log = get_logger("retrain")
@@ -70,6 +70,18 @@ def _gate_message(out: str) -> str:
     m = re.search(r"(data|model) gate failed.*?(?=\n\s*\n|\Z)", out, re.S)
     return m.group(0) if m else out[-1500:]
 
+def left_behind(root: Path, batch: str | None) -> str:
+    "What a run that failed after collecting leaves in the workspace, and how to resume or undo it."
+    r = subprocess.run(["git", "status", "--porcelain", "--", "params.yaml", "data.dvc", "dvc.lock"], cwd=root, capture_output=True, text=True)
+    changed = [l[3:] for l in r.stdout.splitlines()] if r.returncode == 0 else ["params.yaml", "data.dvc", "dvc.lock (perhaps)"]
+    files = ", ".join(changed) or "no tracked file"
+    return (f"Nothing was promoted; production is as it was. This run left {files} changed"
+            + (f" and the new batch in {batch}" if batch else "") + " (git diff shows the changes).\n"
+            "Resume, once the cause is fixed: dvc repro, then make shadow and make promote.\n"
+            "Undo: git checkout -- params.yaml data.dvc dvc.lock" + (f", rm -rf {batch}" if batch else "") + ", then dvc checkout.")
+
+
+# %% ../nbs/10_retrain.ipynb #5b0d1e7a
 def retrain(root: Path | str | None = None, txs: int | None = None, union: bool | None = None, promote: bool = True) -> dict:
     "Collect, record, train through both gates, export, shadow-evaluate and (if everything passed) promote."
     from mlproj.monitor import read_log, shadow
@@ -84,44 +96,52 @@ def retrain(root: Path | str | None = None, txs: int | None = None, union: bool 
     bin_ = Path(sys.executable).parent
     report = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "steps": {}}
     def done(step, **kw): report["steps"][step] = {**kw, "at_s": round(time.time() - t0, 1)}; log.info("%s: %s", step, kw)
+    batch, step = None, "collect"
     def finish(ok: bool, why: str = "") -> dict:
+        if not ok: why = f"{step} failed: {why}" + (f"\n{left_behind(root, batch)}" if batch else "")
         report.update(ok=ok, why=why, seconds=round(time.time() - t0, 1))
         with atomic_path(root / "reports/retrain.json") as p: p.write_text(json.dumps(report, indent=1) + "\n")
         return report
 
-    batch, summary = collect_batch(root, txs)
-    done("collect", batch=batch, **summary)
-    if _run([str(bin_ / "dvc"), "add", "-q", "data"], root, "record").returncode: return finish(False, "dvc add data failed")
-    done("record", data_dvc=yaml.safe_load((root / "data.dvc").read_text())["outs"][0]["md5"])
-    source = new_source(params["data"]["source"], batch, union)
-    set_param(root / "params.yaml", "data.source", source)
-    r = _run([str(bin_ / "dvc"), "repro"], root, "dvc repro")
-    if r.returncode:
-        msg = _gate_message(r.stdout + r.stderr)
-        done("repro", ok=False, source=source, message=msg)
-        return finish(False, msg)
-    exp = json.loads((root / "reports/export.json").read_text())
-    metrics = json.loads((root / "reports/metrics.json").read_text())
-    done("repro", ok=True, source=source, data_gate=json.loads((root / "reports/gates/data.json").read_text())["passed"],
-         model_gate=exp["gate"]["passed"], version=exp["version"], parent=exp["parent"],
-         test_acc1=metrics["test"]["lstm"]["acc@1"], later_acc1=metrics["later"]["lstm"]["acc@1"])
+    try:
+        batch, summary = collect_batch(root, txs)
+        done("collect", batch=batch, **summary); step = "record"
+        if _run([str(bin_ / "dvc"), "add", "-q", "data"], root, "record").returncode: return finish(False, "dvc add data failed")
+        done("record", data_dvc=yaml.safe_load((root / "data.dvc").read_text())["outs"][0]["md5"])
+        source = new_source(params["data"]["source"], batch, union)
+        set_param(root / "params.yaml", "data.source", source); step = "dvc repro"
+        r = _run([str(bin_ / "dvc"), "repro"], root, "dvc repro")
+        if r.returncode:
+            msg = _gate_message(r.stdout + r.stderr)
+            done("repro", ok=False, source=source, message=msg)
+            return finish(False, msg)
+        exp = json.loads((root / "reports/export.json").read_text())
+        metrics = json.loads((root / "reports/metrics.json").read_text())
+        done("repro", ok=True, source=source, data_gate=json.loads((root / "reports/gates/data.json").read_text())["passed"],
+             model_gate=exp["gate"]["passed"], version=exp["version"], parent=exp["parent"],
+             test_acc1=metrics["test"]["lstm"]["acc@1"], later_acc1=metrics["later"]["lstm"]["acc@1"])
 
-    reg, candidate = Registry(root / params["gates"]["registry"]), root / "models/mlproj.mar"
-    if reg.production():
-        entries, _ = read_log(root / "serve/run/logs/requests.jsonl", params["monitor"]["window"])
-        origin = "request log"
-        if len(entries) < params["monitor"]["min_requests"]:  # too little live traffic: replay the new batch's test split
-            test = pd.read_parquet(root / "artifacts/prepared/test.parquet").to_dict("records")[:300]
-            entries = [{"request": request_of(t, n)} for t in test for n in range(len(t["address"]) + 1)]
-            origin = "new test transactions, every prefix"
-        sh = shadow(load_mar(candidate), load_mar(reg.mar(reg.production())), entries)
-        done("shadow", origin=origin, production=reg.production(), **sh)
-    else: done("shadow", skipped="nothing in production yet")
-    if not promote: return finish(True, "not promoted (promote=False)")
-    server = running(root / "serve/run")
-    v = reg.promote(candidate, server)
-    done("promote", version=v, served=bool(server))
-    return finish(True)
+        step = "shadow"
+        reg, candidate = Registry(root / params["gates"]["registry"]), root / "models/mlproj.mar"
+        if reg.production():
+            entries, _ = read_log(root / "serve/run/logs/requests.jsonl", params["monitor"]["window"])
+            origin = "request log"
+            if len(entries) < params["monitor"]["min_requests"]:  # too little live traffic: replay the new batch's test split
+                test = pd.read_parquet(root / "artifacts/prepared/test.parquet").to_dict("records")[:300]
+                entries = [{"request": request_of(t, n)} for t in test for n in range(len(t["address"]) + 1)]
+                origin = "new test transactions, every prefix"
+            sh = shadow(load_mar(candidate), load_mar(reg.mar(reg.production())), entries)
+            done("shadow", origin=origin, production=reg.production(), **sh)
+        else: done("shadow", skipped="nothing in production yet")
+        if not promote: return finish(True, "not promoted (promote=False)")
+        step = "promote"
+        server = running(root / "serve/run")
+        v = reg.promote(candidate, server)
+        done("promote", version=v, served=bool(server))
+        return finish(True)
+    except Exception as e:  # a late step failed: say what the run left, not a traceback
+        log.debug("%s failed", step, exc_info=True)
+        return finish(False, f"{type(e).__name__}: {e}")
 
 # %% ../nbs/10_retrain.ipynb #530d795e
 def main(argv=None) -> int:
@@ -133,6 +153,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     rep = retrain(txs=a.txs, union=False if a.no_union else None, promote=not a.no_promote)
     print(json.dumps({k: rep[k] for k in ("ok", "why", "seconds")} | {"steps": list(rep["steps"])}))
+    if not rep["ok"]: print(f"make retrain stopped. {rep['why']}", file=sys.stderr)
     return 0 if rep["ok"] else 1
 
 if __name__ == "__main__" and "__file__" in globals():  # run as a script, not in a notebook

@@ -48,18 +48,24 @@ class Server:
         self._conns, self._keys = {}, None
 
     def keys(self) -> dict[str, str]:
-        "The inference and management keys TorchServe wrote (token auth), read once."
+        "The inference, management and token-API keys TorchServe wrote (token auth), read once (again after a 401)."
         if self._keys is None:
             k = json.loads((self.run_dir / "key_file.json").read_text())
-            self._keys = {"inference": k["inference"]["key"], "management": k["management"]["key"]}
+            self._keys = {"inference": k["inference"]["key"], "management": k["management"]["key"], "token": k["API"]["key"]}
         return self._keys
 
-    def call(self, method: str, path: str, body: bytes | None = None, api: str = "inference", key: bool = True,
+    def call(self, method: str, path: str, body: bytes | None = None, api: str = "inference", key: bool | str = True,
              content_type: str = "application/json", timeout: float = 60) -> tuple[int, dict, bytes]:
-        "Status, headers and body of one HTTP call to the inference or management API."
+        "Status, headers and body of one HTTP call to the inference or management API (`key`: True, False, or which key to send)."
+        out = self._call(method, path, body, api, key, content_type, timeout)
+        if key and out[0] in (400, 401) and b"InvalidKeyException" in out[2]:  # expired or renewed (make serve-keys): read the key file again, once
+            self._keys = None; out = self._call(method, path, body, api, key, content_type, timeout)
+        return out
+
+    def _call(self, method, path, body, api, key, content_type, timeout) -> tuple[int, dict, bytes]:
         port = self.port + (api == "management")
         headers = {"Content-Type": content_type} if body is not None else {}
-        if key: headers["Authorization"] = f"Bearer {self.keys()[api]}"
+        if key: headers["Authorization"] = f"Bearer {self.keys()[key if isinstance(key, str) else api]}"
         for attempt in (0, 1):  # a kept-alive connection the server closed is reopened once
             conn = self._conns.get(port) or http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
             self._conns[port] = conn
@@ -100,6 +106,14 @@ class Server:
     def set_default(self, name: str, version: str) -> None:
         "Make `version` the one `/predictions/<name>` answers with (no downtime: every version stays loaded)."
         self.manage("PUT", f"/models/{name}/{version}/set-default")
+
+    def renew_keys(self) -> dict[str, str]:
+        "New inference and management keys from TorchServe's token API (with the `API` key, which does not expire); the new keys."
+        for kind in ("inference", "management"):
+            status, _, out = self.call("GET", f"/token?type={kind}", api="management", key="token")
+            if status != 200: raise ServeError(f"renewing the {kind} key: HTTP {status}: {out.decode(errors='replace')[:300]}")
+        self._keys = None
+        return self.keys()
 
     def unregister(self, name: str, version: str) -> None:
         self.manage("DELETE", f"/models/{name}/{version}")
@@ -198,13 +212,19 @@ def stop(run_dir: Path | str = "serve/run", timeout: float = 30) -> bool:
 def main(argv=None) -> int:
     "The `python -m mlproj.torchserve` command."
     ap = argparse.ArgumentParser(prog="python -m mlproj.torchserve", description="Run TorchServe for mlproj on 127.0.0.1.")
-    ap.add_argument("action", choices=["start", "stop", "status"])
+    ap.add_argument("action", choices=["start", "stop", "status", "keys"], help="keys: renew the inference and management keys")
     ap.add_argument("--run-dir", default="serve/run", help="logs, keys, model store and temporary files")
     ap.add_argument("--mar", action="append", default=[], help="archive(s) to serve; the first registered version is the default")
     ap.add_argument("--port", type=int, default=8080, help="inference port; management is port+1, metrics port+2, gRPC port+3 and +4")
     a = ap.parse_args(argv)
     if a.action == "stop":
         print("TorchServe stopped" if stop(a.run_dir) else "TorchServe was not running"); return 0
+    if a.action == "keys":
+        srv = running(a.run_dir)
+        if not srv: print(f"TorchServe is not running from {a.run_dir}: no keys to renew"); return 1
+        srv.renew_keys(); exp = json.loads((srv.run_dir / "key_file.json").read_text())
+        print(f"keys renewed in {srv.run_dir / 'key_file.json'}: " + ", ".join(f"{k} until {exp[k]['expiration time']}" for k in ("inference", "management")))
+        return 0
     if a.action == "status":
         srv = running(a.run_dir)
         if not srv: print("TorchServe is not running"); return 1

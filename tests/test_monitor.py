@@ -31,30 +31,52 @@ def archive(tiny_model, tmp_path_factory):
     return build_mar(path, d, "mlproj", "1.0.0", card, profile_path=d / "profile.json")
 
 
-def traffic(mar, run_dir, raw, n_txs=120):
-    "Ask a real TorchServe about every prefix of each collected transaction; return the request log and the transactions."
+def traffic(mar, run_dir, raw, n_txs=120, then=None):
+    "Ask a real TorchServe about every prefix of each collected transaction (then call `then` while it still runs); return the request log and the transactions."
     txs = to_sequences(*load_raw(raw)).to_dict("records")[:n_txs]
     srv = start(run_dir, [mar], port=free_port())
     try:
         for tx in txs:
             for n in range(len(tx["address"]) + 1):
                 assert srv.predict(request_of(tx, n))[0] == 200
+        if then: then()
     finally:
         stop(run_dir)
     return run_dir / "logs" / "requests.jsonl", txs
 
 
-def run_monitor(log, mar, out):
-    code = main(["drift", "--log", str(log), "--mar", str(mar), "--out", str(out)])
+def run_monitor(log, mar, out, *args):
+    code = main(["drift", "--log", str(log), "--out", str(out), *(["--mar", str(mar)] if mar else []), *args])
     return code, json.loads((out / "report.json").read_text())
 
 
 def test_new_seed_same_workload_raises_no_alert(archive, tmp_path):
+    "The plainest flow: serve an archive with nothing promoted, send traffic, monitor (and shadow) without naming the archive."
     collect(tmp_path / "raw", {**load_params("collect"), **TINY}, seed=7, txs=200, progress=False)
-    log, _ = traffic(archive, tmp_path / "run", tmp_path / "raw")
-    code, rep = run_monitor(log, archive, tmp_path / "report")
+    run, reg, seen = tmp_path / "run", tmp_path / "registry", {}
+    def monitor_while_served():
+        seen["drift"] = run_monitor(run / "logs" / "requests.jsonl", None, tmp_path / "report", "--run-dir", str(run), "--registry", str(reg))
+        seen["shadow"] = main(["shadow", "--log", str(run / "logs" / "requests.jsonl"), "--run-dir", str(run), "--registry", str(reg),
+                               "--candidate", str(archive), "--out", str(tmp_path / "report")])
+    log, _ = traffic(archive, run, tmp_path / "raw", then=monitor_while_served)
+    code, rep = seen["drift"]
+    assert rep["archive"] == str(run / "store" / "mlproj-1.0.0.mar")  # the running TorchServe's own copy
     assert code == 0 and not rep["alert"], rep["checks"]
     assert rep["requests"] > 1000 and (tmp_path / "report" / "drift.png").stat().st_size > 10_000
+    assert rep["transactions"] == 120 and rep["transactions_counted_by"] == "first requests"
+    sh = json.loads((tmp_path / "report" / "shadow.json").read_text())
+    assert seen["shadow"] == 0 and sh["production"] == rep["archive"] and sh["top1_agreement"] == 1.0
+
+    # the same traffic without the optional sender and input: contracts and selectors are still counted per
+    # transaction, so they do not drift; the missing fields are an alert of their own
+    bare = tmp_path / "bare" / "requests.jsonl"; bare.parent.mkdir()
+    lines = [json.loads(l) for l in log.read_text().splitlines()]
+    for e in lines: e["request"].pop("sender"); e["request"].pop("input")
+    bare.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    code2, rep2 = run_monitor(bare, archive, tmp_path / "report2")
+    assert code2 == 1 and rep2["checks"]["missing_fields_share"]["value"] == 1.0 and rep2["missing_fields"] == {"sender": len(lines), "input": len(lines)}
+    for k in ("contracts_js", "selectors_js"):
+        assert not rep2["checks"][k]["alert"] and abs(rep2["checks"][k]["value"] - rep["checks"][k]["value"]) < 1e-9, (k, rep2["checks"][k], rep["checks"][k])
 
 
 def test_a_shifted_workload_raises_an_alert(archive, tmp_path):
@@ -85,6 +107,12 @@ def test_shadow_evaluation_over_the_log(archive, tiny_model, tmp_path):
     right = sum([(c["address"], c["slot"]) for c in prod({**e["request"], "k": 8})["next"]][:1] == [t]  # the beam shadow searches
                 for e, t in zip(entries, expected) if t is not None)
     assert same["production_acc@1"] == pytest.approx(right / same["with_truth"])
+
+    # transactions logged only by their first, empty request (a plain transfer asks once): no truth, no crash
+    head = lambda tx: (tx["to"], tx["selector"], tx["sender"], tx["input"])
+    others = [tx for tx in to_sequences(*load_raw(tmp_path / "raw")).to_dict("records")[40:] if head(tx) not in {head(t) for t in txs}][:10]
+    alone = shadow(prod, prod, entries + [{"request": request_of(tx, 0)} for tx in others])
+    assert len(others) == 10 and alone["requests"] == len(entries) + 10 and alone["with_truth"] == same["with_truth"]
 
     path, _ = tiny_model
     int8 = load_mar(build_mar(path, tmp_path / "int8", "mlproj", "1.0.1", {}, {**load_params("serve"), "runtime": "int8"}))
