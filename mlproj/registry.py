@@ -8,6 +8,7 @@ import argparse, json, shutil, sys, time, zipfile
 from pathlib import Path
 
 from .core import atomic_path, get_logger, project_root
+from .gates import GateError, enforce
 
 # %% auto #0
 __all__ = ['log', 'next_version', 'read_from_mar', 'Registry', 'main']
@@ -75,15 +76,26 @@ class Registry:
 
     def promote(self, mar_or_version: Path | str, server=None) -> str:
         "Make a version (an archive, or one already registered) production, and TorchServe's default if `server`."
-        v = self.add(mar_or_version) if Path(str(mar_or_version)).suffix == ".mar" else str(mar_or_version)
+        is_mar = Path(str(mar_or_version)).suffix == ".mar"
+        card = json.loads(read_from_mar(mar_or_version, "model_card.json")) if is_mar else None
+        if is_mar: self.check_gates(card, str(mar_or_version))
+        v = self.add(mar_or_version) if is_mar else str(mar_or_version)
         index = self.index()
         if v not in index["versions"]: raise ValueError(f"version {v} is not in the registry {self.root}")
+        if not is_mar: self.check_gates(self.card(v), f"version {v}")
         if server: self._serve(server, v)
         index["production"] = v
         if not index["history"] or index["history"][-1] != v: index["history"].append(v)
         self._save(index)
         log.info("production is now %s %s", self.name, v)
         return v
+
+    def check_gates(self, card: dict, what: str) -> None:
+        "Raise `GateError` if the card records a failed gate; warn if it records none."
+        gates = card.get("gates")
+        if not gates: log.warning("%s: its model card has no gate verdicts (not built by the export stage): promoting it unchecked", what); return
+        try: enforce(*gates.values())
+        except GateError as e: raise GateError(f"{what} is refused: it failed its gates, so it stays an experiment.\n{e}") from None
 
     def rollback(self, server=None) -> str:
         "Go back to the previous production version (and make it TorchServe's default if `server`)."
@@ -116,7 +128,8 @@ def main(argv=None) -> int:
     if a.action == "show": print(json.dumps(reg.index(), indent=1)); return 0
     if a.action == "promote":
         if not a.mar: ap.error("promote needs the candidate archive (models/mlproj.mar) or a version")
-        v = reg.promote(a.mar, server)
+        try: v = reg.promote(a.mar, server)
+        except GateError as e: print(e, file=sys.stderr); return 1
     else: v = reg.rollback(server)
     print(f"production: {reg.name} {v}" + ("" if server else " (TorchServe is not running: make serve serves it)"))
     return 0

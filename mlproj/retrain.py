@@ -88,6 +88,7 @@ def retrain(root: Path | str | None = None, txs: int | None = None, union: bool 
     from mlproj.export import request_of
     from mlproj.predict import load_mar
     from mlproj.registry import Registry
+    from mlproj.gates import GateError, enforce
     from mlproj.torchserve import running
     import pandas as pd
     root = Path(root or project_root()); t0 = time.time()
@@ -120,6 +121,10 @@ def retrain(root: Path | str | None = None, txs: int | None = None, union: bool 
         done("repro", ok=True, source=source, data_gate=json.loads((root / "reports/gates/data.json").read_text())["passed"],
              model_gate=exp["gate"]["passed"], version=exp["version"], parent=exp["parent"],
              test_acc1=metrics["test"]["lstm"]["acc@1"], later_acc1=metrics["later"]["lstm"]["acc@1"])
+        step = "gates"  # the stages record their verdicts and finish; a failed one ends the loop here, before shadow and promotion
+        data_gate = json.loads((root / "reports/gates/data.json").read_text())
+        try: enforce(data_gate, exp["gate"])
+        except GateError as e: return finish(False, str(e))
 
         step = "shadow"
         reg, candidate = Registry(root / params["gates"]["registry"]), root / "models/mlproj.mar"
