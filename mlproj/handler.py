@@ -104,10 +104,15 @@ class RequestLog:
         except Exception: self.lost += 1
 
 # %% ../nbs/08_serve.ipynb #93baecc7
-try:
+_ts_log = logging.getLogger("ts.torch_handler.base_handler")
+_level = _ts_log.level
+try:  # TorchServe's base handler warns on import that optional accelerators are missing ("OpenVINO is not
+    # enabled", "Torch TensorRT not enabled"): not ours to say, and noise on every make monitor and batch run
+    _ts_log.setLevel(logging.ERROR)
     from ts.torch_handler.base_handler import BaseHandler
 except ImportError:  # TorchServe is not installed: the handler is unusable, the rest of the module is not
     BaseHandler = object
+finally: _ts_log.setLevel(_level)
 
 class AccessHandler(BaseHandler):
     "TorchServe handler: JSON request in, next accesses out."
