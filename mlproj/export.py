@@ -101,84 +101,93 @@ class Predictor:
         if isinstance(out, RequestError): raise out
         return out
 
-    @torch.inference_mode()
-    def many(self, reqs: list) -> list:
-        "Responses to several requests (one LSTM pass over all their prefixes); a bad request gets its `RequestError`."
-        if len(reqs) > 1 and not self.batch_invariant: return [self.many([q])[0] for q in reqs]
-        out, good = [None] * len(reqs), []
-        for i, q in enumerate(reqs):
-            try: good.append((i, validate_request(q)))
-            except RequestError as e: out[i] = e
-        if not good: return out
-        logits, (h, c) = self._prefix_states([self.tok.encode(request_tx(r))[:-1] for _, r in good])  # prompt and accesses, no xxeos
-        ctxs = [self.lm.context(r, r["accesses"]) for _, r in good]
-        for k in sorted({r["k"] for _, r in good}):
-            rows = [j for j, (_, r) in enumerate(good) if r["k"] == k]; ri = torch.tensor(rows)
-            for j, best in zip(rows, self.lm._search(logits[ri], (h[:, ri], c[:, ri]), [ctxs[j] for j in rows], k)):
-                i, r = good[j]
-                seq = self._continue(logits[j : j + 1], (h[:, j : j + 1], c[:, j : j + 1]), r, r["horizon"])
-                out[i] = {"next": [{"address": a, "slot": s, "score": round(math.exp(lp), 6), **({"derivation": d} if d else {})}
-                                   for lp, (a, s), d in best],
-                          "sequence": [{"address": a, "slot": s} for a, s in seq], "model": self.info}
-        return out
 
-    def _prefix_states(self, ids: list[list[int]]):
-        "Next-token logits and LSTM state after each token sequence: from a cached prefix's state where there is one (`PrefixStates`), else one packed pass for a float torch model, else one by one."
-        if self.states is None: return self._run_prefixes(ids)
-        out, todo, new = [None] * len(ids), [], []
-        for i, s in enumerate(ids):
-            n, hit = self.states.longest(s)
-            if hit is None: todo.append(i)
-            elif n == len(s): out[i] = hit  # asked before: nothing to run or to keep
-            else: out[i] = self.model.step(torch.tensor([s[n:]]), hit[1]); new.append(i)
-        if todo:
-            lg, (h, c) = self._run_prefixes([ids[i] for i in todo])
-            for j, i in enumerate(todo): out[i] = (lg[j : j + 1].clone(), (h[:, j : j + 1].clone(), c[:, j : j + 1].clone()))  # not views of the batch
-        for i in todo + new: self.states.put(ids[i], out[i])
-        return torch.cat([lg for lg, _ in out]), tuple(torch.cat([st[i] for _, st in out], 1) for i in (0, 1))
+# %% ../nbs/07_export.ipynb #31eaea5f
+def _prefix_states(self: Predictor, ids: list[list[int]]):
+    "Next-token logits and LSTM state after each token sequence: from a cached prefix's state where there is one (`PrefixStates`), else one packed pass for a float torch model, else one by one."
+    if self.states is None: return self._run_prefixes(ids)
+    out, todo, new = [None] * len(ids), [], []
+    for i, s in enumerate(ids):
+        n, hit = self.states.longest(s)
+        if hit is None: todo.append(i)
+        elif n == len(s): out[i] = hit  # asked before: nothing to run or to keep
+        else: out[i] = self.model.step(torch.tensor([s[n:]]), hit[1]); new.append(i)
+    if todo:
+        lg, (h, c) = self._run_prefixes([ids[i] for i in todo])
+        for j, i in enumerate(todo): out[i] = (lg[j : j + 1].clone(), (h[:, j : j + 1].clone(), c[:, j : j + 1].clone()))  # not views of the batch
+    for i in todo + new: self.states.put(ids[i], out[i])
+    return torch.cat([lg for lg, _ in out]), tuple(torch.cat([st[i] for _, st in out], 1) for i in (0, 1))
 
-    def _run_prefixes(self, ids: list[list[int]]):
-        "Next-token logits and LSTM state after each token sequence, from the start: one packed pass for a float torch model, else one by one."
-        if len(ids) > 1 and isinstance(self.model, torch.nn.Module):  # float torch: packed (ONNX: one by one)
-            x = torch.nn.utils.rnn.pad_sequence([torch.tensor(s) for s in ids], batch_first=True)
-            packed = torch.nn.utils.rnn.pack_padded_sequence(self.model.i_h(x), torch.tensor([len(s) for s in ids]),
-                                                             batch_first=True, enforce_sorted=False)
-            _, (h, c) = self.model.rnn(packed)  # the state at each sequence's own end, in the input order
-            return self.model.h_o(h[-1]), (h, c)
-        res = [self.model.step(torch.tensor([s])) for s in ids]
-        return torch.cat([lg for lg, _ in res]), tuple(torch.cat([st[i] for _, st in res], 1) for i in (0, 1))
+def _run_prefixes(self: Predictor, ids: list[list[int]]):
+    "Next-token logits and LSTM state after each token sequence, from the start: one packed pass for a float torch model, else one by one."
+    if len(ids) > 1 and isinstance(self.model, torch.nn.Module):  # float torch: packed (ONNX: one by one)
+        x = torch.nn.utils.rnn.pad_sequence([torch.tensor(s) for s in ids], batch_first=True)
+        packed = torch.nn.utils.rnn.pack_padded_sequence(self.model.i_h(x), torch.tensor([len(s) for s in ids]),
+                                                         batch_first=True, enforce_sorted=False)
+        _, (h, c) = self.model.rnn(packed)  # the state at each sequence's own end, in the input order
+        return self.model.h_o(h[-1]), (h, c)
+    res = [self.model.step(torch.tensor([s])) for s in ids]
+    return torch.cat([lg for lg, _ in res]), tuple(torch.cat([st[i] for _, st in res], 1) for i in (0, 1))
 
-    def _continue(self, logits, state, req: dict, n: int) -> list:
-        "Greedy continuation of `n` accesses after the request's own: the likeliest token the grammar allows, one LSTM step per token, computing only the output rows the grammar allows next."
-        if n == 0: return []
-        lm, hist, out = self.lm, list(req["accesses"]), []
-        path, st, start = [], lm.start(), state
+Predictor._prefix_states, Predictor._run_prefixes = _prefix_states, _run_prefixes
+
+# %% ../nbs/07_export.ipynb #7336ecd0
+def _continue(self: Predictor, logits, state, req: dict, n: int) -> list:
+    "Greedy continuation of `n` accesses after the request's own: the likeliest token the grammar allows, one LSTM step per token, computing only the output rows the grammar allows next."
+    if n == 0: return []
+    lm, hist, out = self.lm, list(req["accesses"]), []
+    path, st, start = [], lm.start(), state
+    ctx = lm.context(req, hist); env = lm.env(ctx); avail = lm.available(env)
+    rows = None  # None: `logits` cover the vocabulary; else only these token ids, in order
+    while len(out) < n and len(path) < MAX_DEPTH[lm.scheme]:
+        if rows is None: t = int(logits[0].masked_fill(~self._mask(st, hist, avail), -math.inf).argmax())
+        else: t = int(rows[logits[0].argmax()])
+        path.append(t); st = lm.after(st, t)
+        if not lm.done(st):
+            rows = self._mask(st, hist, avail).nonzero()[:, 0]
+            logits, state = self.model.step(torch.tensor([[t]]), state, rows=rows); continue
+        acc, d = lm._read(path, ctx, env)
+        if acc is None: break  # cannot happen: `available` masks every source the request lacks
+        spelled = lm._spell(acc, ctx, d)  # the tokenizer's spelling of this access, which the model saw in training
+        out.append(acc); hist.append(acc)
         ctx = lm.context(req, hist); env = lm.env(ctx); avail = lm.available(env)
-        rows = None  # None: `logits` cover the vocabulary; else only these token ids, in order
-        while len(out) < n and len(path) < MAX_DEPTH[lm.scheme]:
-            if rows is None: t = int(logits[0].masked_fill(~self._mask(st, hist, avail), -math.inf).argmax())
-            else: t = int(rows[logits[0].argmax()])
-            path.append(t); st = lm.after(st, t)
-            if not lm.done(st):
-                rows = self._mask(st, hist, avail).nonzero()[:, 0]
-                logits, state = self.model.step(torch.tensor([[t]]), state, rows=rows); continue
-            acc, d = lm._read(path, ctx, env)
-            if acc is None: break  # cannot happen: `available` masks every source the request lacks
-            spelled = lm._spell(acc, ctx, d)  # the tokenizer's spelling of this access, which the model saw in training
-            out.append(acc); hist.append(acc)
-            ctx = lm.context(req, hist); env = lm.env(ctx); avail = lm.available(env)
-            if spelled != path: logits, state = lm._feed([spelled], start); rows = None
-            else:
-                rows = self._mask(lm.start(), hist, avail).nonzero()[:, 0]
-                logits, state = self.model.step(torch.tensor([[t]]), state, rows=rows)
-            path, st, start = [], lm.start(), state
-        return out
+        if spelled != path: logits, state = lm._feed([spelled], start); rows = None
+        else:
+            rows = self._mask(lm.start(), hist, avail).nonzero()[:, 0]
+            logits, state = self.model.step(torch.tensor([[t]]), state, rows=rows)
+        path, st, start = [], lm.start(), state
+    return out
 
-    def _mask(self, st, hist, avail) -> torch.Tensor:
-        "The tokens the grammar allows after state `st`, among the sources the request has."
-        allowed = self.lm._allowed([st], [bool(hist)])[0]
-        return allowed if avail is None else allowed & avail
+def _mask(self: Predictor, st, hist, avail) -> torch.Tensor:
+    "The tokens the grammar allows after state `st`, among the sources the request has."
+    allowed = self.lm._allowed([st], [bool(hist)])[0]
+    return allowed if avail is None else allowed & avail
 
+Predictor._continue, Predictor._mask = _continue, _mask
+
+# %% ../nbs/07_export.ipynb #b32d4a44
+@torch.inference_mode()
+def _many(self: Predictor, reqs: list) -> list:
+    "Responses to several requests (one LSTM pass over all their prefixes); a bad request gets its `RequestError`."
+    if len(reqs) > 1 and not self.batch_invariant: return [self.many([q])[0] for q in reqs]
+    out, good = [None] * len(reqs), []
+    for i, q in enumerate(reqs):
+        try: good.append((i, validate_request(q)))
+        except RequestError as e: out[i] = e
+    if not good: return out
+    logits, (h, c) = self._prefix_states([self.tok.encode(request_tx(r))[:-1] for _, r in good])  # prompt and accesses, no xxeos
+    ctxs = [self.lm.context(r, r["accesses"]) for _, r in good]
+    for k in sorted({r["k"] for _, r in good}):
+        rows = [j for j, (_, r) in enumerate(good) if r["k"] == k]; ri = torch.tensor(rows)
+        for j, best in zip(rows, self.lm._search(logits[ri], (h[:, ri], c[:, ri]), [ctxs[j] for j in rows], k)):
+            i, r = good[j]
+            seq = self._continue(logits[j : j + 1], (h[:, j : j + 1], c[:, j : j + 1]), r, r["horizon"])
+            out[i] = {"next": [{"address": a, "slot": s, "score": round(math.exp(lp), 6), **({"derivation": d} if d else {})}
+                               for lp, (a, s), d in best],
+                      "sequence": [{"address": a, "slot": s} for a, s in seq], "model": self.info}
+    return out
+
+Predictor.many = _many
 
 # %% ../nbs/07_export.ipynb #e580b4b5
 class PrefixStates:
@@ -236,10 +245,13 @@ class OnnxLM:
         lg = torch.from_numpy(lg)
         return lg if rows is None else lg[:, rows], (torch.from_numpy(h), torch.from_numpy(c))
 
+
+# %% ../nbs/07_export.ipynb #df642453
 def quantize(model):
     "A dynamically quantized (int8) copy of the model."
     return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).eval(), {nn.LSTM, nn.Linear}, dtype=torch.qint8)
 
+# %% ../nbs/07_export.ipynb #a52983ea
 def score_gap(a: Predictor, b: Predictor, requests: list[dict]) -> float:
     "The largest difference in candidate scores between two predictors over `requests` (same candidates required)."
     gap = 0.0
@@ -271,6 +283,8 @@ def model_config(serve: dict) -> dict:
             "handler": {"cache_size": serve["cache_size"], "runtime": serve["runtime"], "state_cache": serve.get("state_cache", 0),
                         "log_max_bytes": serve["log_max_bytes"], "log_backups": serve["log_backups"]}}
 
+
+# %% ../nbs/07_export.ipynb #35732912
 def archive(handler: Path, config: Path, out: Path, name: str, version: str, serialized: Path | None = None, extra=()) -> Path:
     "Run torch-model-archiver: `<out>/<name>.mar` from a handler file and a `model-config.yaml` (and a checkpoint, extra files)."
     args = [str(Path(sys.executable).parent / "torch-model-archiver"), "--model-name", name, "--version", version, "--handler", str(handler),

@@ -59,61 +59,71 @@ class Registry:
         raw = read_from_mar(self.mar(version), name) if version else None
         return json.loads(raw) if raw else None
 
-    def add(self, mar: Path | str) -> str:
-        "Copy a candidate archive into the registry under its card's version (once); return the version."
-        card = json.loads(read_from_mar(mar, "model_card.json"))
-        v, index = card["version"], self.index()
-        if v in index["versions"]:
-            if self.card(v)["git_revision"] != card["git_revision"] or read_from_mar(self.mar(v), "model.pth") != read_from_mar(mar, "model.pth"):
-                raise ValueError(f"version {v} is already in the registry with other weights: bump the version")
-            return v
-        with atomic_path(self.mar(v)) as p: shutil.copy(mar, p)
-        index["versions"][v] = {"added": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "parent": card.get("parent"),
-                                "git_revision": card["git_revision"], "data_md5": card["data_dvc"]["md5"],
-                                "acc@1": card.get("metrics", {}).get("test", {}).get("lstm", {}).get("acc@1")}
-        self._save(index)
+
+# %% ../nbs/07c_registry.ipynb #6a31cb31
+def _add(self: Registry, mar: Path | str) -> str:
+    "Copy a candidate archive into the registry under its card's version (once); return the version."
+    card = json.loads(read_from_mar(mar, "model_card.json"))
+    v, index = card["version"], self.index()
+    if v in index["versions"]:
+        if self.card(v)["git_revision"] != card["git_revision"] or read_from_mar(self.mar(v), "model.pth") != read_from_mar(mar, "model.pth"):
+            raise ValueError(f"version {v} is already in the registry with other weights: bump the version")
         return v
+    with atomic_path(self.mar(v)) as p: shutil.copy(mar, p)
+    index["versions"][v] = {"added": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "parent": card.get("parent"),
+                            "git_revision": card["git_revision"], "data_md5": card["data_dvc"]["md5"],
+                            "acc@1": card.get("metrics", {}).get("test", {}).get("lstm", {}).get("acc@1")}
+    self._save(index)
+    return v
 
-    def promote(self, mar_or_version: Path | str, server=None) -> str:
-        "Make a version (an archive, or one already registered) production, and TorchServe's default if `server`."
-        is_mar = Path(str(mar_or_version)).suffix == ".mar"
-        card = json.loads(read_from_mar(mar_or_version, "model_card.json")) if is_mar else None
-        if is_mar: self.check_gates(card, str(mar_or_version))
-        v = self.add(mar_or_version) if is_mar else str(mar_or_version)
-        index = self.index()
-        if v not in index["versions"]: raise ValueError(f"version {v} is not in the registry {self.root}")
-        if not is_mar: self.check_gates(self.card(v), f"version {v}")
-        if server: self._serve(server, v)
-        index["production"] = v
-        if not index["history"] or index["history"][-1] != v: index["history"].append(v)
-        self._save(index)
-        log.info("production is now %s %s", self.name, v)
-        return v
+Registry.add = _add
 
-    def check_gates(self, card: dict, what: str) -> None:
-        "Raise `GateError` if the card records a failed gate; warn if it records none."
-        gates = card.get("gates")
-        if not gates: log.warning("%s: its model card has no gate verdicts (not built by the export stage): promoting it unchecked", what); return
-        try: enforce(*gates.values())
-        except GateError as e: raise GateError(f"{what} is refused: it failed its gates, so it stays an experiment.\n{e}") from None
+# %% ../nbs/07c_registry.ipynb #2ebb0eb6
+def _promote(self: Registry, mar_or_version: Path | str, server=None) -> str:
+    "Make a version (an archive, or one already registered) production, and TorchServe's default if `server`."
+    is_mar = Path(str(mar_or_version)).suffix == ".mar"
+    card = json.loads(read_from_mar(mar_or_version, "model_card.json")) if is_mar else None
+    if is_mar: self.check_gates(card, str(mar_or_version))
+    v = self.add(mar_or_version) if is_mar else str(mar_or_version)
+    index = self.index()
+    if v not in index["versions"]: raise ValueError(f"version {v} is not in the registry {self.root}")
+    if not is_mar: self.check_gates(self.card(v), f"version {v}")
+    if server: self._serve(server, v)
+    index["production"] = v
+    if not index["history"] or index["history"][-1] != v: index["history"].append(v)
+    self._save(index)
+    log.info("production is now %s %s", self.name, v)
+    return v
 
-    def rollback(self, server=None) -> str:
-        "Go back to the previous production version (and make it TorchServe's default if `server`)."
-        index = self.index()
-        if len(index["history"]) < 2: raise ValueError("nothing to roll back to: the production history has fewer than two versions")
-        v = index["history"][-2]
-        if server: self._serve(server, v)
-        index["history"].pop(); index["production"] = v
-        self._save(index)
-        log.info("rolled back: production is now %s %s", self.name, v)
-        return v
+def _check_gates(self: Registry, card: dict, what: str) -> None:
+    "Raise `GateError` if the card records a failed gate; warn if it records none."
+    gates = card.get("gates")
+    if not gates: log.warning("%s: its model card has no gate verdicts (not built by the export stage): promoting it unchecked", what); return
+    try: enforce(*gates.values())
+    except GateError as e: raise GateError(f"{what} is refused: it failed its gates, so it stays an experiment.\n{e}") from None
 
-    def _serve(self, server, v: str):
-        "Load `v` into TorchServe if it is not loaded, then make it the default: the old default answers until the switch."
-        try: loaded = server.versions(self.name)
-        except Exception: loaded = {}
-        if v not in loaded: server.register(self.mar(v))
-        server.set_default(self.name, v)
+Registry.promote, Registry.check_gates = _promote, _check_gates
+
+# %% ../nbs/07c_registry.ipynb #9868d93d
+def _rollback(self: Registry, server=None) -> str:
+    "Go back to the previous production version (and make it TorchServe's default if `server`)."
+    index = self.index()
+    if len(index["history"]) < 2: raise ValueError("nothing to roll back to: the production history has fewer than two versions")
+    v = index["history"][-2]
+    if server: self._serve(server, v)
+    index["history"].pop(); index["production"] = v
+    self._save(index)
+    log.info("rolled back: production is now %s %s", self.name, v)
+    return v
+
+def _serve(self: Registry, server, v: str):
+    "Load `v` into TorchServe if it is not loaded, then make it the default: the old default answers until the switch."
+    try: loaded = server.versions(self.name)
+    except Exception: loaded = {}
+    if v not in loaded: server.register(self.mar(v))
+    server.set_default(self.name, v)
+
+Registry.rollback, Registry._serve = _rollback, _serve
 
 # %% ../nbs/07c_registry.ipynb #0c4f42ec
 def main(argv=None) -> int:

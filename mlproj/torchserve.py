@@ -77,50 +77,57 @@ class Server:
                 conn.close(); self._conns.pop(port, None)
                 if attempt: raise
 
-    def predict(self, request, name: str = "mlproj", version: str | None = None, **kw) -> tuple[int, dict]:
-        "Status and JSON answer of a prediction; `request` is a dict or raw bytes."
-        body = request if isinstance(request, bytes) else json.dumps(request).encode()
-        status, _, out = self.call("POST", f"/predictions/{name}" + (f"/{version}" if version else ""), body, **kw)
-        try: return status, json.loads(out)
-        except json.JSONDecodeError: return status, {"raw": out.decode(errors="replace")}
 
-    def manage(self, method: str, path: str) -> dict | list:
-        "A management API call; raise `ServeError` unless it succeeds."
-        status, _, out = self.call(method, path, api="management")
-        if status >= 300: raise ServeError(f"{method} {path}: HTTP {status}: {out.decode(errors='replace')[:500]}")
-        return json.loads(out) if out.strip() else {}
+# %% ../nbs/08c_torchserve.ipynb #d0ccc168
+def _predict(self: Server, request, name: str = "mlproj", version: str | None = None, **kw) -> tuple[int, dict]:
+    "Status and JSON answer of a prediction; `request` is a dict or raw bytes."
+    body = request if isinstance(request, bytes) else json.dumps(request).encode()
+    status, _, out = self.call("POST", f"/predictions/{name}" + (f"/{version}" if version else ""), body, **kw)
+    try: return status, json.loads(out)
+    except json.JSONDecodeError: return status, {"raw": out.decode(errors="replace")}
 
-    def register(self, mar: Path | str) -> tuple[str, str]:
-        "Copy an archive into the store as `<name>-<version>.mar` and load it (one worker, waits until ready)."
-        name, version = mar_info(mar)
-        fname = f"{name}-{version}.mar"
-        shutil.copy(mar, self.run_dir / "store" / fname)
-        self.manage("POST", f"/models?url={fname}&initial_workers=1&synchronous=true")
-        return name, version
+def _manage(self: Server, method: str, path: str) -> dict | list:
+    "A management API call; raise `ServeError` unless it succeeds."
+    status, _, out = self.call(method, path, api="management")
+    if status >= 300: raise ServeError(f"{method} {path}: HTTP {status}: {out.decode(errors='replace')[:500]}")
+    return json.loads(out) if out.strip() else {}
 
-    def versions(self, name: str = "mlproj") -> dict[str, bool]:
-        "Each loaded version of `name`, and whether it is the default."
-        default = self.manage("GET", f"/models/{name}")[0]["modelVersion"]  # describing a model describes its default version
-        return {m["modelVersion"]: m["modelVersion"] == default for m in self.manage("GET", f"/models/{name}/all")}
+Server.predict, Server.manage = _predict, _manage
 
-    def set_default(self, name: str, version: str) -> None:
-        "Make `version` the one `/predictions/<name>` answers with (no downtime: every version stays loaded)."
-        self.manage("PUT", f"/models/{name}/{version}/set-default")
+# %% ../nbs/08c_torchserve.ipynb #251122d2
+def _register(self: Server, mar: Path | str) -> tuple[str, str]:
+    "Copy an archive into the store as `<name>-<version>.mar` and load it (one worker, waits until ready)."
+    name, version = mar_info(mar)
+    fname = f"{name}-{version}.mar"
+    shutil.copy(mar, self.run_dir / "store" / fname)
+    self.manage("POST", f"/models?url={fname}&initial_workers=1&synchronous=true")
+    return name, version
 
-    def renew_keys(self) -> dict[str, str]:
-        "New inference and management keys from TorchServe's token API (with the `API` key, which does not expire); the new keys."
-        for kind in ("inference", "management"):
-            status, _, out = self.call("GET", f"/token?type={kind}", api="management", key="token")
-            if status != 200: raise ServeError(f"renewing the {kind} key: HTTP {status}: {out.decode(errors='replace')[:300]}")
-        self._keys = None
-        return self.keys()
+def _versions(self: Server, name: str = "mlproj") -> dict[str, bool]:
+    "Each loaded version of `name`, and whether it is the default."
+    default = self.manage("GET", f"/models/{name}")[0]["modelVersion"]  # describing a model describes its default version
+    return {m["modelVersion"]: m["modelVersion"] == default for m in self.manage("GET", f"/models/{name}/all")}
 
-    def unregister(self, name: str, version: str) -> None:
-        self.manage("DELETE", f"/models/{name}/{version}")
+def _set_default(self: Server, name: str, version: str) -> None:
+    "Make `version` the one `/predictions/<name>` answers with (no downtime: every version stays loaded)."
+    self.manage("PUT", f"/models/{name}/{version}/set-default")
 
-    def close(self):
-        for c in self._conns.values(): c.close()
-        self._conns.clear()
+def _renew_keys(self: Server) -> dict[str, str]:
+    "New inference and management keys from TorchServe's token API (with the `API` key, which does not expire); the new keys."
+    for kind in ("inference", "management"):
+        status, _, out = self.call("GET", f"/token?type={kind}", api="management", key="token")
+        if status != 200: raise ServeError(f"renewing the {kind} key: HTTP {status}: {out.decode(errors='replace')[:300]}")
+    self._keys = None
+    return self.keys()
+
+def _unregister(self: Server, name: str, version: str) -> None:
+    self.manage("DELETE", f"/models/{name}/{version}")
+
+def _close(self: Server):
+    for c in self._conns.values(): c.close()
+    self._conns.clear()
+
+Server.register, Server.versions, Server.set_default, Server.renew_keys, Server.unregister, Server.close = _register, _versions, _set_default, _renew_keys, _unregister, _close
 
 def mar_info(mar: Path | str) -> tuple[str, str]:
     "The model name and version in an archive's manifest."
@@ -142,6 +149,8 @@ def _free(port: int) -> bool:
         try: s.bind(("127.0.0.1", port)); return True
         except OSError: return False
 
+
+# %% ../nbs/08c_torchserve.ipynb #4bc3c1f6
 _launched: dict[int, subprocess.Popen] = {}  # launchers started by this process: reaped here, or they linger as zombies
 
 def _alive(pgid: int) -> bool:
@@ -156,6 +165,7 @@ def running(run_dir: Path | str) -> Server | None:
     except (FileNotFoundError, ValueError): return None
     return Server(run_dir, port) if _alive(pid) else None
 
+# %% ../nbs/08c_torchserve.ipynb #492b32ad
 def start(run_dir: Path | str = "serve/run", mars: list = (), port: int = 8080, config: Path | str | None = None,
           env: dict | None = None, timeout: float = 180) -> Server:
     "Start TorchServe in `run_dir` on 127.0.0.1:`port` (+1 management, +2 metrics, +3 and +4 gRPC), then register `mars`."
@@ -194,6 +204,7 @@ def start(run_dir: Path | str = "serve/run", mars: list = (), port: int = 8080, 
     log.info("TorchServe on 127.0.0.1:%d (management %d), run folder %s", port, port + 1, run_dir)
     return server
 
+# %% ../nbs/08c_torchserve.ipynb #cc5601ce
 def stop(run_dir: Path | str = "serve/run", timeout: float = 30) -> bool:
     "Stop the TorchServe started in `run_dir` and every process it started; False if none was running."
     run_dir = Path(run_dir)
