@@ -16,7 +16,6 @@ import pyarrow.parquet as pq
 from eth.chains.base import MiningChain
 from eth.db.atomic import AtomicDB
 from eth.vm.forks import CancunVM
-from eth.vm.opcode_values import SHA3, SLOAD, SSTORE
 from eth._utils.address import generate_contract_address
 from eth_abi import encode
 from eth_keys import keys
@@ -25,75 +24,13 @@ from fastcore.basics import patch
 from fastprogress.fastprogress import progress_bar
 
 from .core import atomic_path, get_logger, load_params, project_root
-from .derive import LIT_MAX, code_consts, derive_tx, near
+from .capture import ACCESSES_SCHEMA, TXS_SCHEMA, TxTrace, block_gas, capturing, hex_address, hex_slot, trace_rows, write_raw
 
 # %% auto #0
-__all__ = ['CHAIN_ID', 'GAS_PRICE', 'GENESIS_TIME', 'TXS_SCHEMA', 'ACCESSES_SCHEMA', 'CONTRACT_PACKAGES', 'ARTIFACTS', 'MAX',
-           'DEADLINE', 'MINTER_ROLE', 'log', 'TINY', 'TRAIN_DIR', 'LATER_DIR', 'TxTrace', 'capturing', 'Devnet',
-           'hex_address', 'hex_slot', 'trace_rows', 'block_gas', 'write_raw', 'contract_code', 'calldata', 'World',
-           'deploy_world', 'Zipf', 'Workload', 'generate_pair_address', 'Segment', 'collect_chain', 'collect',
-           'collect_tiny', 'batch_dir', 'project_chain', 'collect_project', 'main']
-
-# %% ../nbs/01_collect.ipynb #746802b0
-@dataclass
-class TxTrace:
-    "One applied transaction with its receipt, computation, storage accesses `(op, address, slot)` and KECCAK256 preimages."
-    tx: Any
-    receipt: Any
-    computation: Any
-    accesses: list[tuple[str, bytes, int]]
-    preimages: dict[int, bytes] = field(default_factory=dict) # KECCAK256 output -> input (inputs of 1..1,024 bytes)
-    consts: set[int] = field(default_factory=set) # large code constants that a slot or a hashed word was (or was near)
-
-def _note_const(live: TxTrace, computation, v: int):
-    "Remember the code constant that a large value `v` is (or is just above), if the running code has one."
-    if v >= LIT_MAX and (c := near(code_consts(bytes(computation.msg.code)), v)) is not None: live.consts.add(c)
-
-class _Capture:
-    "SLOAD/SSTORE: record `(op, storage address, slot)` into the live trace before running the real opcode."
-    def __init__(self, inner, op: str, live: TxTrace):
-        self.inner, self.op, self.live = inner, op, live
-        self.mnemonic, self.gas_cost = inner.mnemonic, inner.gas_cost
-    def __call__(self, computation):
-        slot = computation.stack_pop1_int(); computation.stack_push_int(slot)
-        self.live.accesses.append((self.op, computation.msg.storage_address, slot))
-        _note_const(self.live, computation, slot)
-        return self.inner(computation=computation)
-
-class _Keccak:
-    "KECCAK256: run the real opcode, then record its output -> input."
-    def __init__(self, inner, live: TxTrace):
-        self.inner, self.live = inner, live
-        self.mnemonic, self.gas_cost = inner.mnemonic, inner.gas_cost
-    def __call__(self, computation):
-        start, size = computation.stack_pop_ints(2); computation.stack_push_int(size); computation.stack_push_int(start)
-        out = self.inner(computation=computation)  # raises (out of gas…) before anything is recorded
-        if 0 < size <= 1024:
-            h = computation.stack_pop1_int(); computation.stack_push_int(h)
-            pre = bytes(computation.memory_read_bytes(start, size))  # the opcode has extended the memory itself
-            self.live.preimages[h] = pre
-            for w in range(0, size - 31, 32): _note_const(self.live, computation, int.from_bytes(pre[w : w + 32], "big"))
-        return out
-
-# %% ../nbs/01_collect.ipynb #c7a1d2e3
-def capturing(vm_class: type, # a py-evm VM class, e.g. `CancunVM`
-              sink: list, # receives one `TxTrace` per applied transaction
-             ) -> type:
-    "A subclass of `vm_class` that records each transaction's SLOAD/SSTORE accesses and KECCAK256 preimages into `sink`."
-    state_cls = vm_class._state_class
-    comp_cls = state_cls.computation_class
-    live = TxTrace(None, None, None, [])  # the transaction being applied
-    ops = dict(comp_cls.opcodes)
-    ops[SLOAD], ops[SSTORE], ops[SHA3] = _Capture(ops[SLOAD], "R", live), _Capture(ops[SSTORE], "W", live), _Keccak(ops[SHA3], live)
-    comp = type(f"Capturing{comp_cls.__name__}", (comp_cls,), {"opcodes": ops})
-    state = type(f"Capturing{state_cls.__name__}", (state_cls,), {"computation_class": comp})
-    def apply_transaction(self, header, transaction):
-        live.accesses, live.preimages, live.consts = [], {}, set()
-        receipt, computation = vm_class.apply_transaction(self, header, transaction)
-        sink.append(TxTrace(transaction, receipt, computation, live.accesses, live.preimages, live.consts))
-        return receipt, computation
-    return type(f"Capturing{vm_class.__name__}", (vm_class,),
-                {"_state_class": state, "apply_transaction": apply_transaction})
+__all__ = ['CHAIN_ID', 'GAS_PRICE', 'GENESIS_TIME', 'CONTRACT_PACKAGES', 'ARTIFACTS', 'MAX', 'DEADLINE', 'MINTER_ROLE', 'log',
+           'TINY', 'TRAIN_DIR', 'LATER_DIR', 'Devnet', 'contract_code', 'calldata', 'World', 'deploy_world', 'Zipf',
+           'Workload', 'generate_pair_address', 'Segment', 'collect_chain', 'collect', 'collect_tiny', 'batch_dir',
+           'project_chain', 'collect_project', 'main']
 
 # %% ../nbs/01_collect.ipynb #e7e7d635
 CHAIN_ID = 1337
@@ -143,50 +80,6 @@ class Devnet:
     def block(self) -> int:
         "The number of the block being built."
         return self.chain.header.block_number
-
-# %% ../nbs/01_collect.ipynb #0a33d2ad
-TXS_SCHEMA = pa.schema([("block", pa.int64()), ("tx_index", pa.int32()), ("tx_hash", pa.string()), ("sender", pa.string()),
-                        ("to", pa.string()), ("selector", pa.string()), ("input", pa.string()), ("status", pa.string()),
-                        ("gas_used", pa.int64())])
-ACCESSES_SCHEMA = pa.schema([("tx_hash", pa.string()), ("step", pa.int32()), ("op", pa.string()),
-                             ("address", pa.string()), ("slot", pa.string()), ("derivation", pa.string())])
-
-def hex_address(a: bytes) -> str: return "0x" + bytes(a).hex().rjust(40, "0")
-def hex_slot(s: int) -> str: return "0x" + format(s, "064x")
-
-def trace_rows(block: int, # the block number the traces belong to
-               traces: Sequence[TxTrace], # the block's transactions, in order
-               gas_used: Sequence[int], # gas used by each transaction (receipts hold cumulative gas)
-              ) -> tuple[list[dict], list[dict]]:
-    "Rows of the raw `txs` and `accesses` tables for one block; each access with its derivation (`00b_derive`)."
-    txs, accesses = [], []
-    for i, (t, gas) in enumerate(zip(traces, gas_used, strict=True)):
-        h, data = "0x" + t.tx.hash.hex(), bytes(t.tx.data)
-        txs.append(dict(block=block, tx_index=i, tx_hash=h, sender=hex_address(t.tx.sender),
-                        to=hex_address(t.tx.to) if t.tx.to else "", selector="0x" + data[:4].hex() if len(data) >= 4 else "",
-                        input="0x" + data.hex(), status="ok" if t.computation.is_success else "revert", gas_used=int(gas)))
-        ds = derive_tx(t.tx.sender, t.tx.to, data, t.accesses, t.preimages, t.consts)
-        accesses += [dict(tx_hash=h, step=j, op=op, address=hex_address(a), slot=hex_slot(s), derivation=d)
-                     for j, ((op, a, s), d) in enumerate(zip(t.accesses, ds))]
-    return txs, accesses
-
-def block_gas(traces: Sequence[TxTrace]) -> list[int]:
-    "Gas used by each transaction of a block, from the receipts' cumulative gas."
-    cum = [t.receipt.gas_used for t in traces]
-    return [c - p for c, p in zip(cum, [0] + cum[:-1])]
-
-def write_raw(txs: Sequence[dict] | pd.DataFrame, accesses: Sequence[dict] | pd.DataFrame, out_dir: Path | str,
-              extra: dict[str, pd.DataFrame] | None = None, # more tables to write beside them, e.g. a replay's checks
-             ) -> Path:
-    "Write `txs.parquet` and `accesses.parquet` (and any `extra` tables) into `out_dir`, typed by the raw schema, all or nothing."
-    out_dir = Path(out_dir)
-    tables = {"txs": pa.Table.from_pandas(pd.DataFrame(txs, columns=TXS_SCHEMA.names), schema=TXS_SCHEMA, preserve_index=False),
-              "accesses": pa.Table.from_pandas(pd.DataFrame(accesses, columns=ACCESSES_SCHEMA.names), schema=ACCESSES_SCHEMA, preserve_index=False),
-              **{k: pa.Table.from_pandas(v, preserve_index=False) for k, v in (extra or {}).items()}}
-    with atomic_path(out_dir) as tmp:
-        tmp.mkdir()
-        for name, t in tables.items(): pq.write_table(t.replace_schema_metadata(None), tmp / f"{name}.parquet", compression="zstd")
-    return out_dir
 
 # %% ../nbs/01_collect.ipynb #7c8b1208
 CONTRACT_PACKAGES = {"@openzeppelin/contracts": "4.9.6", "@uniswap/v2-core": "1.0.1", "@uniswap/v2-periphery": "1.1.0-beta.0"}
@@ -320,70 +213,86 @@ class Workload:
         kind = self.kinds[int(self.rng.choice(len(self.kinds), p=self.kind_p))]
         return getattr(self, kind)(self.account(self.rng))
 
-    # ERC20
-    def transfer(self, i):
-        return self.net.tx(i, self.w.tokens[self.token(self.rng)], calldata("transfer(address,uint256)", self.net.addrs[self.other(i)], self.amount()))
-    def approve(self, i):
-        t, j = self.w.tokens[self.token(self.rng)], self.other(i)
-        self.allowances.append((t, i, j))
-        return self.net.tx(i, t, calldata("approve(address,uint256)", self.net.addrs[j], self.amount(20, 23)))
-    def transfer_from(self, i):
-        if not self.allowances: return self.approve(i)
-        t, owner, spender = self.allowances[int(self.rng.integers(len(self.allowances)))]
-        return self.net.tx(spender, t, calldata("transferFrom(address,address,uint256)", self.net.addrs[owner], self.net.addrs[self.other(owner)], self.amount()))
-    # Uniswap V2
-    def _path(self, hops: int) -> list[bytes]:
-        a, b = self.w.pools[self.pool(self.rng)]
-        path = [a, b] if self.rng.random() < 0.5 else [b, a]
-        while len(path) < hops + 1:
-            nxt = [q for p in self.w.pools for q in p if path[-1] in p and q not in path]
-            if not nxt: break
-            path.append(nxt[int(self.rng.integers(len(nxt)))])
-        return path
-    def _swap(self, i, hops):
-        path = self._path(hops)
-        amount = self.amount(15, 18) if path[0] == self.w.weth else self.amount(16, 20)
-        return self.net.tx(i, self.w.router, calldata("swapExactTokensForTokens(uint256,uint256,address[],address,uint256)",
-                                                      amount, 0, path, self.net.addrs[i], DEADLINE))
-    def swap(self, i): return self._swap(i, 1)
-    def swap_multihop(self, i): return self._swap(i, int(self.rng.integers(2, 4)))
-    def add_liquidity(self, i):
-        p = self.pool(self.rng); a, b = self.w.pools[p]
-        amt = self.amount(17, 20)
-        self.lp.append((i, p))
-        return self.net.tx(i, self.w.router, calldata("addLiquidity(address,address,uint256,uint256,uint256,uint256,address,uint256)",
-                                                      a, b, amt, amt if b != self.w.weth else amt // 1000, 0, 0, self.net.addrs[i], DEADLINE))
-    def remove_liquidity(self, i):
-        if not self.lp: return self.add_liquidity(i)
-        i, p = self.lp[int(self.rng.integers(len(self.lp)))]
-        a, b = self.w.pools[p]
-        pair = generate_pair_address(self.w.factory, a, b)
-        if self.rng.random() < 0.3:  # the router must be allowed to move the LP tokens
-            return self.net.tx(i, pair, calldata("approve(address,uint256)", self.w.router, MAX))
-        return self.net.tx(i, self.w.router, calldata("removeLiquidity(address,address,uint256,uint256,uint256,address,uint256)",
-                                                      a, b, self.amount(14, 16), 0, 0, self.net.addrs[i], DEADLINE))
-    # WETH
-    def weth_deposit(self, i): return self.net.tx(i, self.w.weth, calldata("deposit()"), value=self.amount(15, 18))
-    def weth_withdraw(self, i): return self.net.tx(i, self.w.weth, calldata("withdraw(uint256)", self.amount(15, 18)))
-    # NFTs
-    def nft_mint(self, i):
-        to = self.other(i)
-        if self.rng.random() < 0.5:
-            self.erc721_owner[self.erc721_next] = to; self.erc721_next += 1
-            return self.net.tx(i, self.w.erc721, calldata("mint(address)", self.net.addrs[to]))
-        tid = self.nft_id(self.rng); self.erc1155_held.append((to, tid))
-        return self.net.tx(i, self.w.erc1155, calldata("mint(address,uint256,uint256,bytes)", self.net.addrs[to], tid, 10, b""))
-    def nft_transfer(self, i):
-        if self.erc721_owner and self.rng.random() < 0.5:
-            tid = int(self.rng.choice(list(self.erc721_owner))); owner = self.erc721_owner[tid]; to = self.other(owner)
-            self.erc721_owner[tid] = to
-            return self.net.tx(owner, self.w.erc721, calldata("transferFrom(address,address,uint256)", self.net.addrs[owner], self.net.addrs[to], tid))
-        if not self.erc1155_held: return self.nft_mint(i)
-        owner, tid = self.erc1155_held[int(self.rng.integers(len(self.erc1155_held)))]; to = self.other(owner)
-        self.erc1155_held.append((to, tid))
-        return self.net.tx(owner, self.w.erc1155, calldata("safeTransferFrom(address,address,uint256,uint256,bytes)",
-                                                           self.net.addrs[owner], self.net.addrs[to], tid, 1, b""))
 
+# %% ../nbs/01_collect.ipynb #77c95522
+@patch
+def transfer(self: Workload, i):
+    return self.net.tx(i, self.w.tokens[self.token(self.rng)], calldata("transfer(address,uint256)", self.net.addrs[self.other(i)], self.amount()))
+@patch
+def approve(self: Workload, i):
+    t, j = self.w.tokens[self.token(self.rng)], self.other(i)
+    self.allowances.append((t, i, j))
+    return self.net.tx(i, t, calldata("approve(address,uint256)", self.net.addrs[j], self.amount(20, 23)))
+@patch
+def transfer_from(self: Workload, i):
+    if not self.allowances: return self.approve(i)
+    t, owner, spender = self.allowances[int(self.rng.integers(len(self.allowances)))]
+    return self.net.tx(spender, t, calldata("transferFrom(address,address,uint256)", self.net.addrs[owner], self.net.addrs[self.other(owner)], self.amount()))
+
+# %% ../nbs/01_collect.ipynb #cf7505ad
+@patch
+def _path(self: Workload, hops: int) -> list[bytes]:
+    a, b = self.w.pools[self.pool(self.rng)]
+    path = [a, b] if self.rng.random() < 0.5 else [b, a]
+    while len(path) < hops + 1:
+        nxt = [q for p in self.w.pools for q in p if path[-1] in p and q not in path]
+        if not nxt: break
+        path.append(nxt[int(self.rng.integers(len(nxt)))])
+    return path
+@patch
+def _swap(self: Workload, i, hops):
+    path = self._path(hops)
+    amount = self.amount(15, 18) if path[0] == self.w.weth else self.amount(16, 20)
+    return self.net.tx(i, self.w.router, calldata("swapExactTokensForTokens(uint256,uint256,address[],address,uint256)",
+                                                  amount, 0, path, self.net.addrs[i], DEADLINE))
+@patch
+def swap(self: Workload, i): return self._swap(i, 1)
+@patch
+def swap_multihop(self: Workload, i): return self._swap(i, int(self.rng.integers(2, 4)))
+@patch
+def add_liquidity(self: Workload, i):
+    p = self.pool(self.rng); a, b = self.w.pools[p]
+    amt = self.amount(17, 20)
+    self.lp.append((i, p))
+    return self.net.tx(i, self.w.router, calldata("addLiquidity(address,address,uint256,uint256,uint256,uint256,address,uint256)",
+                                                  a, b, amt, amt if b != self.w.weth else amt // 1000, 0, 0, self.net.addrs[i], DEADLINE))
+@patch
+def remove_liquidity(self: Workload, i):
+    if not self.lp: return self.add_liquidity(i)
+    i, p = self.lp[int(self.rng.integers(len(self.lp)))]
+    a, b = self.w.pools[p]
+    pair = generate_pair_address(self.w.factory, a, b)
+    if self.rng.random() < 0.3:  # the router must be allowed to move the LP tokens
+        return self.net.tx(i, pair, calldata("approve(address,uint256)", self.w.router, MAX))
+    return self.net.tx(i, self.w.router, calldata("removeLiquidity(address,address,uint256,uint256,uint256,address,uint256)",
+                                                  a, b, self.amount(14, 16), 0, 0, self.net.addrs[i], DEADLINE))
+
+# %% ../nbs/01_collect.ipynb #b88b0633
+@patch
+def weth_deposit(self: Workload, i): return self.net.tx(i, self.w.weth, calldata("deposit()"), value=self.amount(15, 18))
+@patch
+def weth_withdraw(self: Workload, i): return self.net.tx(i, self.w.weth, calldata("withdraw(uint256)", self.amount(15, 18)))
+@patch
+def nft_mint(self: Workload, i):
+    to = self.other(i)
+    if self.rng.random() < 0.5:
+        self.erc721_owner[self.erc721_next] = to; self.erc721_next += 1
+        return self.net.tx(i, self.w.erc721, calldata("mint(address)", self.net.addrs[to]))
+    tid = self.nft_id(self.rng); self.erc1155_held.append((to, tid))
+    return self.net.tx(i, self.w.erc1155, calldata("mint(address,uint256,uint256,bytes)", self.net.addrs[to], tid, 10, b""))
+@patch
+def nft_transfer(self: Workload, i):
+    if self.erc721_owner and self.rng.random() < 0.5:
+        tid = int(self.rng.choice(list(self.erc721_owner))); owner = self.erc721_owner[tid]; to = self.other(owner)
+        self.erc721_owner[tid] = to
+        return self.net.tx(owner, self.w.erc721, calldata("transferFrom(address,address,uint256)", self.net.addrs[owner], self.net.addrs[to], tid))
+    if not self.erc1155_held: return self.nft_mint(i)
+    owner, tid = self.erc1155_held[int(self.rng.integers(len(self.erc1155_held)))]; to = self.other(owner)
+    self.erc1155_held.append((to, tid))
+    return self.net.tx(owner, self.w.erc1155, calldata("safeTransferFrom(address,address,uint256,uint256,bytes)",
+                                                       self.net.addrs[owner], self.net.addrs[to], tid, 1, b""))
+
+# %% ../nbs/01_collect.ipynb #f37adaa1
 def generate_pair_address(factory: bytes, a: bytes, b: bytes) -> bytes:
     "The CREATE2 address of the Uniswap V2 pair of tokens `a` and `b`."
     t0, t1 = sorted([a, b])
@@ -524,13 +433,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ap.add_argument("--after", nargs="+", type=_workload, default=[], metavar="SEED:TXS",
                     help="workloads run first on the same chain, not recorded: the recorded traffic is what follows them")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a collect: parameter")
-    ap.add_argument("--replay", nargs="+", metavar="BLOCKFILE", help="replay recorded mainnet blocks instead")
     a = ap.parse_args(argv)
-    if a.chain and (a.seed is not None or a.txs is not None or a.after or a.replay):
-        ap.error("--chain takes every seed and size from params.yaml: no --seed, --txs, --after or --replay with it")
-    if a.replay:
-        from mlproj.replay import replay
-        return replay(a.replay, a.out)
+    if a.chain and (a.seed is not None or a.txs is not None or a.after):
+        ap.error("--chain takes every seed and size from params.yaml: no --seed, --txs or --after with it")
     cfg = load_params("collect")
     for item in a.set:
         try: _set(cfg, item)

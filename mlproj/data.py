@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pandera.pandas as pda
 
-from .collect import ACCESSES_SCHEMA, TXS_SCHEMA
+from .capture import ACCESSES_SCHEMA, TXS_SCHEMA
 from .derive import DERIVATION_RE, first_mismatch
 from .core import atomic_path, get_logger, project_root
 

@@ -250,12 +250,14 @@ class _Grammar:
         self._src_idx = np.array([int(m.group(2) or 0) if m else 0 for m in src])
 
     def start(self) -> tuple | None: return ("A",) if self.scheme == 4 else None
+
     def after(self, state, t: int):
         "The state after token id `t`: scheme 4's needs (memoized: the search asks hundreds of times per request), else the kind of the last token."
         if self.scheme != 4: return self.kind_of[t]
         key = (state, t)
         if (st := self._after.get(key)) is None: st = self._after[key] = advance(state, self.tok.vocab.itos[t])
         return st
+
     def done(self, state) -> bool: return state == () if self.scheme == 4 else state == FINAL[self.scheme]
 
     def _mask(self, kinds) -> torch.Tensor:
@@ -274,6 +276,9 @@ class _Grammar:
                 self._masks[key] = self._mask(ks)
         return torch.stack([self._masks[k] for k in keys])
 
+# %% ../nbs/04_model.ipynb #1a16e06d
+class _Sources(_Grammar):
+    "Scheme 4: the sources a transaction has, to mask the tokens that name one it lacks."
     def env(self, ctx) -> dict | None:
         "Scheme 4: the sources of the context's transaction and its earlier contracts (`env_of`), gathered once per position; None for other schemes."
         return env_of(*ctx) if self.scheme == 4 else None
@@ -287,6 +292,9 @@ class _Grammar:
         for typ, count in n.items(): missing |= (t == typ) & (i >= count)
         return torch.from_numpy(~missing)
 
+# %% ../nbs/04_model.ipynb #a4602ae1
+class _Spelling(_Sources):
+    "What a complete token path spells, and how the tokenizer spells an access."
     def _read(self, path: Sequence[int], ctx: tuple, env: dict | None = None) -> tuple[Access | None, str | None]:
         "The access a complete token path spells, and its derivation (scheme 4; None elsewhere), in context `ctx` (scheme 4: and its `env`)."
         if self.scheme == 4:  # ctx: the transaction and its accesses so far
@@ -322,7 +330,40 @@ class _Grammar:
         return (a, s[2 : 66 - self.tok.scheme.suffix_hex])
 
 # %% ../nbs/04_model.ipynb #e824d41d
-class _Search(_Grammar):
+class _States(_Spelling):
+    "The LSTM's logits and states at the positions where accesses begin (`model` is set by `LMPredictor`)."
+    @torch.inference_mode()
+    def _states_at(self, seqs: list[list[int]], wanted: list[list[int]]):
+        "Run the LSTM step by step over padded `seqs`; return logits and states at the `wanted` positions of each."
+        x = torch.zeros(len(seqs), max(map(len, seqs)), dtype=torch.long)
+        for i, s in enumerate(seqs): x[i, : len(s)] = torch.tensor(s)
+        at = defaultdict(list)
+        for i, ws in enumerate(wanted):
+            for w in ws: at[w].append(i)
+        logits, hs, cs, order = [], [], [], []
+        state = None
+        for t in range(x.shape[1]):
+            lg, state = self.model.step(x[:, t : t + 1], state)
+            if t in at:
+                r = torch.tensor(at[t]); logits.append(lg[r]); hs.append(state[0][:, r]); cs.append(state[1][:, r])
+                order += [(i, t) for i in at[t]]
+        return order, torch.cat(logits), (torch.cat(hs, 1), torch.cat(cs, 1))
+
+    def _feed(self, toks: list[list[int]], state):
+        "Advance each row's state by its own tokens; return the logits after each row's last token."
+        h, c = state
+        logits = torch.zeros(len(toks), len(self.kind_of))
+        for d in range(max(map(len, toks))):
+            rows = [r for r, t in enumerate(toks) if len(t) > d]
+            ri = torch.tensor(rows)
+            lg, (h2, c2) = self.model.step(torch.tensor([[toks[r][d]] for r in rows]), (h[:, ri], c[:, ri]))
+            h, c = h.clone(), c.clone(); h[:, ri], c[:, ri] = h2, c2
+            done = [j for j, r in enumerate(rows) if len(toks[r]) == d + 1]
+            if done: logits[torch.tensor([rows[j] for j in done])] = lg[torch.tensor(done)]
+        return logits, (h, c)
+
+# %% ../nbs/04_model.ipynb #d18f0dd1
+class _Search(_States):
     "The beam search over token paths that spell whole accesses."
     @torch.inference_mode()
     def _search(self, logits: torch.Tensor, state, ctx: list, k: int) -> list[list[tuple[float, Access, str | None]]]:
@@ -369,43 +410,9 @@ class _Search(_Grammar):
             if len(out) == k: break
         return out
 
-    @torch.inference_mode()
-    def _states_at(self, seqs: list[list[int]], wanted: list[list[int]]):
-        "Run the LSTM step by step over padded `seqs`; return logits and states at the `wanted` positions of each."
-        x = torch.zeros(len(seqs), max(map(len, seqs)), dtype=torch.long)
-        for i, s in enumerate(seqs): x[i, : len(s)] = torch.tensor(s)
-        at = defaultdict(list)
-        for i, ws in enumerate(wanted):
-            for w in ws: at[w].append(i)
-        logits, hs, cs, order = [], [], [], []
-        state = None
-        for t in range(x.shape[1]):
-            lg, state = self.model.step(x[:, t : t + 1], state)
-            if t in at:
-                r = torch.tensor(at[t]); logits.append(lg[r]); hs.append(state[0][:, r]); cs.append(state[1][:, r])
-                order += [(i, t) for i in at[t]]
-        return order, torch.cat(logits), (torch.cat(hs, 1), torch.cat(cs, 1))
-
-    def _feed(self, toks: list[list[int]], state):
-        "Advance each row's state by its own tokens; return the logits after each row's last token."
-        h, c = state
-        logits = torch.zeros(len(toks), len(self.kind_of))
-        for d in range(max(map(len, toks))):
-            rows = [r for r, t in enumerate(toks) if len(t) > d]
-            ri = torch.tensor(rows)
-            lg, (h2, c2) = self.model.step(torch.tensor([[toks[r][d]] for r in rows]), (h[:, ri], c[:, ri]))
-            h, c = h.clone(), c.clone(); h[:, ri], c[:, ri] = h2, c2
-            done = [j for j, r in enumerate(rows) if len(toks[r]) == d + 1]
-            if done: logits[torch.tensor([rows[j] for j in done])] = lg[torch.tensor(done)]
-        return logits, (h, c)
-
-# %% ../nbs/04_model.ipynb #ad61609b
-class LMPredictor(_Search, Predictor):
-    "An `AccessLM` with its tokenizer, answering `rank` and `prefetch` with a grammar-following beam search."
-    def __init__(self, model: AccessLM, tok: Tokenizer, chunk: int = 128, name: str = "lstm"):
-        super().__init__(tok)
-        self.model, self.chunk, self.name = model.eval(), chunk, name
-
+# %% ../nbs/04_model.ipynb #31ac044e
+class _Ranking(_Search):
+    "`rank`: the beam from every position of whole transactions, as serving would see them."
     def as_request(self, tx) -> dict:
         "`tx` as serving sees it: without the true derivations, so scheme 4 reads what `rederive` makes of its accesses."
         return self.tok.with_derivations({k: v for k, v in tx.items() if k != "derivation"})
@@ -441,6 +448,13 @@ class LMPredictor(_Search, Predictor):
                     i, a = slot[j]; res[i][a] = cands
             out += res
         return out
+
+# %% ../nbs/04_model.ipynb #ad61609b
+class LMPredictor(_Ranking, Predictor):
+    "An `AccessLM` with its tokenizer, answering `rank` and `prefetch` with a grammar-following beam search."
+    def __init__(self, model: AccessLM, tok: Tokenizer, chunk: int = 128, name: str = "lstm"):
+        super().__init__(tok)
+        self.model, self.chunk, self.name = model.eval(), chunk, name
 
     @torch.inference_mode()
     def prefetch(self, txs):

@@ -15,6 +15,8 @@ from .core import atomic_path
 from .export import Predictor
 from .handler import answer
 
+
+# %% ../nbs/08b_predict.ipynb #c9236efb
 def load_mar(path: Path | str) -> Predictor:
     "A `Predictor` from a TorchServe archive, as its handler builds it: name, version and runtime from the archive."
     path = Path(path)
@@ -24,6 +26,7 @@ def load_mar(path: Path | str) -> Predictor:
         z.extractall(d)
         return Predictor.from_archive(d, manifest["modelName"], manifest["modelVersion"])
 
+# %% ../nbs/08b_predict.ipynb #e6744521
 def predict_file(predictor: Predictor, inp: Path | str, out: Path | str, progress: bool = True) -> dict:
     "Answer each line of `inp` into the same line of `out`; return counts."
     lines = Path(inp).read_bytes().splitlines()
@@ -35,6 +38,7 @@ def predict_file(predictor: Predictor, inp: Path | str, out: Path | str, progres
             f.write(json.dumps(resp) + "\n")
     return {"lines": len(lines), "answered": ok, "errors": len(lines) - ok}
 
+# %% ../nbs/08b_predict.ipynb #493d37e7
 def main(argv=None) -> dict:
     "The `python -m mlproj.predict` command."
     ap = argparse.ArgumentParser(prog="python -m mlproj.predict", description="Answer a JSONL file of prediction requests with a .mar model.")

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01b_replay.ipynb #ed528dcd
 from __future__ import annotations
-import functools, gzip, json, zlib
+import argparse, contextlib, functools, gzip, json, sys, zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -31,14 +31,14 @@ from trie import HexaryTrie
 from trie.exceptions import MissingTrieNode
 
 from .core import get_logger
-from .collect import ACCESSES_SCHEMA, TxTrace, block_gas, capturing, hex_address, hex_slot, trace_rows, write_raw
+from .capture import ACCESSES_SCHEMA, TxTrace, block_gas, capturing, hex_address, hex_slot, trace_rows, write_raw
 
 # %% auto #0
 __all__ = ['SHANGHAI_TIME', 'CANCUN_TIME', 'PRAGUE_TIME', 'SHANGHAI_BLOCK', 'GAS_LIMIT', 'BASE_FEE', 'SOURCE', 'log',
            'ReplayError', 'read_json', 'source_kind', 'source_files', 'vm_for', 'signed_tx', 'Block', 'load_keth',
            'load_eels', 'load_zeth', 'load_raiko', 'load_block', 'block_vm', 'GasMismatch', 'replay_block',
            'erigon_calls', 'fee_recipient', 'erigon_time', 'replay_erigon_tx', 'replay_erigon', 'plan', 'replay_unit',
-           'summarize', 'replay']
+           'summarize', 'replay', 'main']
 
 # %% ../nbs/01b_replay.ipynb #6e0ce87f
 def _int(v) -> int:
@@ -480,3 +480,16 @@ def replay(paths: Sequence[Path | str], # files or folders of any recorded shape
     write_raw(txs, acc, out_dir, extra={"checks": checks, "blocks": blocks})
     log.info(f"wrote {out_dir}: {json.dumps(summary['total'])}")
     return summary
+
+# %% ../nbs/01b_replay.ipynb #d04d203a
+def main(argv: Sequence[str] | None = None) -> dict:
+    "The `python -m mlproj.replay` command."
+    ap = argparse.ArgumentParser(prog="python -m mlproj.replay", description="Replay recorded mainnet blocks on py-evm into raw traces.")
+    ap.add_argument("paths", nargs="+", metavar="FILE|DIR", help="recorded sources, any shape (README: the five real sources)")
+    ap.add_argument("--out", required=True, help="output folder for txs, accesses, checks and blocks (.parquet)")
+    a = ap.parse_args(argv)
+    return replay(a.paths, a.out)
+
+if __name__ == "__main__" and "__file__" in globals():  # run as a script, not in a notebook
+    with contextlib.redirect_stdout(sys.stderr): summary = main()  # progress on stderr, the summary (JSON) on stdout
+    print(json.dumps(summary))

@@ -158,7 +158,7 @@ def test_every_unfaithful_replay_is_refused_naming_file_block_and_transaction(tm
 def test_cli_replays_any_shape_into_the_raw_schema(tmp_path):
     for f in (KETH[0], ZETH):
         shutil.copy(f, tmp_path / f.name)
-    r = subprocess.run([sys.executable, "-m", "mlproj.collect", "--replay", str(tmp_path / KETH[0].name), str(tmp_path / ZETH.name),
+    r = subprocess.run([sys.executable, "-m", "mlproj.replay", str(tmp_path / KETH[0].name), str(tmp_path / ZETH.name),
                         "--out", str(tmp_path / "raw")], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     txs = pd.read_parquet(tmp_path / "raw" / "txs.parquet")
