@@ -118,11 +118,11 @@ def retrain(root: Path | str | None = None, txs: int | None = None, union: bool 
             return finish(False, msg)
         exp = json.loads((root / "reports/export.json").read_text())
         metrics = json.loads((root / "reports/metrics.json").read_text())
-        done("repro", ok=True, source=source, data_gate=json.loads((root / "reports/gates/data.json").read_text())["passed"],
+        data_gate = json.loads((root / "reports/gates/data.json").read_text())
+        done("repro", ok=True, source=source, data_gate=data_gate["passed"],
              model_gate=exp["gate"]["passed"], version=exp["version"], parent=exp["parent"],
              test_acc1=metrics["test"]["lstm"]["acc@1"], later_acc1=metrics["later"]["lstm"]["acc@1"])
         step = "gates"  # the stages record their verdicts and finish; a failed one ends the loop here, before shadow and promotion
-        data_gate = json.loads((root / "reports/gates/data.json").read_text())
         try: enforce(data_gate, exp["gate"])
         except GateError as e: return finish(False, str(e))
 
