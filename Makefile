@@ -102,9 +102,11 @@ SUMS = find nbs mlproj README.md -type f -not -path '*/__pycache__/*' -print0 | 
 readme: $(SETUP)
 	$(BIN)/jupyter nbconvert --to markdown --stdout --log-level WARN nbs/index.ipynb > README.md.tmp && mv README.md.tmp README.md
 
-## lab: JupyterLab on the project
+## lab: JupyterLab on 127.0.0.1:$(LAB_PORT), no browser (as root too); open the URL with the token that it prints (README: over SSH)
+LAB_PORT ?= 8888
 lab: $(SETUP)
-	$(BIN)/jupyter lab --notebook-dir=.
+	@echo "JupyterLab on 127.0.0.1:$(LAB_PORT): open the URL with its token, printed below. From another machine: ssh -L $(LAB_PORT):127.0.0.1:$(LAB_PORT) <this host>"
+	@$(BIN)/jupyter lab --notebook-dir=. --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.port_retries=0 $$( [ $$(id -u) = 0 ] && echo --allow-root || true )
 
 ## lock: re-resolve requirements.lock from pyproject.toml
 lock:

@@ -362,42 +362,88 @@ class _States(_Spelling):
             if done: logits[torch.tensor([rows[j] for j in done])] = lg[torch.tensor(done)]
         return logits, (h, c)
 
+# %% ../nbs/04_model.ipynb #1069ceab
+class _Tables(_States):
+    "Grammar states as numbers, with their transitions and masks in arrays that grow as new states appear."
+    def __init__(self, tok: Tokenizer):
+        super().__init__(tok)
+        if self.scheme == 4:  # `advance` has four cases: a literal or a source fills the need; map( and vmap( open two; arr( and a: one; an offset renames it
+            itos = tok.vocab.itos
+            cls = np.array([1 if t in ("map(", "vmap(") else 2 if t == "arr(" or t.startswith("a:") else 3 if t.startswith("+") else 0 for t in itos])
+        else: cls = np.unique(self.kind_of, return_inverse=True)[1]  # the state is the last token's kind
+        self._cls, self._rep = cls, [int(np.flatnonzero(cls == c)[0]) for c in range(cls.max() + 1)]  # a token of each class
+        self._ids, self._states, self._mkeys, self._mstack = {}, [], {}, None
+        self._next = np.zeros((0, len(self._rep)), dtype=np.int64)  # state after a token of each class; -1: not seen yet
+        self._final, self._mrow = np.zeros(0, dtype=bool), np.zeros((0, 2), dtype=np.int64)
+
+    def _state_id(self, st) -> int:
+        "The number of grammar state `st`, adding its row to the tables the first time it is seen."
+        if (i := self._ids.get(st)) is None:
+            i = self._ids[st] = len(self._states); self._states.append(st)
+            self._next = np.vstack([self._next, np.full((1, len(self._rep)), -1)])
+            self._final = np.append(self._final, self.done(st))
+            self._mrow = np.vstack([self._mrow, [-1, -1] if self.done(st) else [self._mask_row(st, hp) for hp in (False, True)]])
+        return i
+
+    def _mask_row(self, st, has_prev: bool) -> int:
+        "The row of `_mstack` that holds the tokens allowed after state `st`."
+        key = (st[-1], len(st) >= MAX_NEST) if self.scheme == 4 else (st, has_prev)
+        if key not in self._mkeys:
+            self._allowed([st], [has_prev])  # fills self._masks[key]
+            self._mkeys[key] = len(self._mkeys); self._mstack = torch.stack([self._masks[k] for k in self._mkeys])
+        return self._mkeys[key]
+
+    def _allowed_ids(self, sid: np.ndarray, has_prev: np.ndarray) -> torch.Tensor:
+        "`_allowed` for numbered states: one gather."
+        return self._mstack[torch.from_numpy(self._mrow[sid, has_prev.astype(np.int64)])]
+
+    def _next_ids(self, sid: np.ndarray, idx: np.ndarray, live: np.ndarray) -> np.ndarray:
+        "The state after each token `idx[j, q]` of row `j` (state `sid[j]`), where `live`; one gather, plus `after` for transitions never seen."
+        c = self._cls[idx]; nxt = self._next[sid[:, None], c]
+        for j, q in zip(*(live & (nxt < 0)).nonzero()):
+            s, cc = sid[j], c[j, q]
+            if self._next[s, cc] < 0: self._next[s, cc] = self._state_id(self.after(self._states[s], self._rep[cc]))
+            nxt[j, q] = self._next[s, cc]
+        return nxt
+
 # %% ../nbs/04_model.ipynb #d18f0dd1
-class _Search(_States):
+class _Search(_Tables):
     "The beam search over token paths that spell whole accesses."
     @torch.inference_mode()
     def _search(self, logits: torch.Tensor, state, ctx: list, k: int) -> list[list[tuple[float, Access, str | None]]]:
         "Beam search from N positions (their next-token logits and LSTM states): the top-`k` accesses of each, with score and derivation."
         n = logits.shape[0]
-        finished = [[] for _ in range(n)]
-        rows = list(range(n)); score = torch.zeros(n); paths = [[] for _ in range(n)]; last = [self.start()] * n
-        has_prev = [c[0] is not None for c in ctx]
-        envs = [self.env(c) for c in ctx]; avail = [self.available(e) for e in envs]
+        finished, bar = [[] for _ in range(n)], np.full(n, -np.inf, dtype=np.float32)  # bar: a position's k-th best finished score
+        rows, sid, score = np.arange(n), np.full(n, self._state_id(self.start())), torch.zeros(n)
+        paths = np.zeros((n, 0), dtype=np.int64)
+        has_prev = np.array([c[0] is not None for c in ctx])
+        envs = [self.env(c) for c in ctx]
+        avail = torch.stack([self.available(e) for e in envs]) if self.scheme == 4 else None
         for depth in range(MAX_DEPTH[self.scheme]):
             lp = F.log_softmax(logits.float(), -1) + score[:, None]
-            allowed = self._allowed(last, [has_prev[r] for r in rows])
-            if self.scheme == 4: allowed &= torch.stack([avail[r] for r in rows])
-            lp = lp.masked_fill(~allowed, -math.inf)
-            top, idx = lp.topk(min(k, lp.shape[1]), -1)
-            nxt = []  # (score, row position in this frontier, token, state after it)
-            for j, r in enumerate(rows):
-                for s, t in zip(top[j].tolist(), idx[j].tolist()):
-                    if s == -math.inf: break
-                    st = self.after(last[j], t)
-                    if self.done(st): finished[r].append((s, paths[j] + [t]))
-                    else: nxt.append((s, j, t, st))
+            allowed = self._allowed_ids(sid, has_prev[rows])
+            if avail is not None: allowed &= avail[rows]
+            top, idx = (a.numpy() for a in lp.masked_fill(~allowed, -math.inf).topk(min(k, lp.shape[1]), -1))
+            live = top > -np.inf
+            nxt = self._next_ids(sid, idx, live)  # each candidate's grammar state after its token
+            done = live & self._final[np.maximum(nxt, 0)]
+            for j, q in zip(*done.nonzero()):  # complete paths become candidates, in the frontier's order
+                finished[rows[j]].append((float(top[j, q]), [*paths[j].tolist(), int(idx[j, q])]))
+            for r in set(rows[done.any(1)].tolist()):
+                if len(finished[r]) >= k: bar[r] = sorted((s for s, _ in finished[r]), reverse=True)[k - 1]
             # a path's score only falls: one below a position's k-th finished candidate can never enter its top k
-            bar = {r: sorted((s for s, _ in f), reverse=True)[k - 1] for r, f in enumerate(finished) if len(f) >= k}
-            nxt = [e for e in nxt if e[0] > bar.get(rows[e[1]], -math.inf)]
-            if depth == MAX_DEPTH[self.scheme] - 1 or not nxt: break
-            by_row = defaultdict(list)
-            for e in nxt: by_row[rows[e[1]]].append(e)
-            keep = [e for r in by_row for e in sorted(by_row[r], key=lambda e: -e[0])[:k]]
-            js = torch.tensor([e[1] for e in keep]); toks = torch.tensor([[e[2]] for e in keep])
+            j, q = (live & ~done & (top > bar[rows][:, None])).nonzero()
+            if depth == MAX_DEPTH[self.scheme] - 1 or not len(j): break
+            pos, s = rows[j], top[j, q]
+            order = np.lexsort((-s, pos))  # by position, best first; stable, so ties keep the frontier's order
+            first = np.r_[True, pos[order][1:] != pos[order][:-1]]
+            rank = np.arange(len(order)) - np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
+            keep = order[rank < k]  # the k best unfinished paths of each position
+            j, q = j[keep], q[keep]
             h, c = state
-            logits, state = self.model.step(toks, (h[:, js], c[:, js]))
-            rows = [rows[e[1]] for e in keep]; score = torch.tensor([e[0] for e in keep])
-            paths = [paths[e[1]] + [e[2]] for e in keep]; last = [e[3] for e in keep]
+            logits, state = self.model.step(torch.from_numpy(idx[j, q][:, None]), (h[:, j], c[:, j]))
+            rows, sid, score = rows[j], nxt[j, q], torch.from_numpy(top[j, q])
+            paths = np.concatenate([paths[j], idx[j, q][:, None]], 1)
         return [self._best(finished[r], ctx[r], envs[r], k) for r in range(n)]
 
     def _best(self, finished: list, ctx, env, k: int) -> list[tuple[float, Access, str | None]]:

@@ -81,16 +81,35 @@ def left_behind(root: Path, batch: str | None) -> str:
             "Undo: git checkout -- params.yaml data.dvc dvc.lock" + (f", rm -rf {batch}" if batch else "") + ", then dvc checkout.")
 
 
-# %% ../nbs/10_retrain.ipynb #5b0d1e7a
-def retrain(root: Path | str | None = None, txs: int | None = None, union: bool | None = None, promote: bool = True) -> dict:
-    "Collect, record, train through both gates, export, shadow-evaluate and (if everything passed) promote."
+# %% ../nbs/10_retrain.ipynb #0b7d98c5
+def _recorded(root: Path) -> dict:
+    "What `dvc repro` recorded for the loop: both gates' verdicts, the exported version and its parent, test and later acc@1."
+    exp = json.loads((root / "reports/export.json").read_text())
+    metrics = json.loads((root / "reports/metrics.json").read_text())
+    return {"data_gate": json.loads((root / "reports/gates/data.json").read_text()), "model_gate": exp["gate"],
+            "version": exp["version"], "parent": exp["parent"],
+            "test_acc1": metrics["test"]["lstm"]["acc@1"], "later_acc1": metrics["later"]["lstm"]["acc@1"]}
+
+def _shadow_step(root: Path, params: dict, reg, candidate: Path) -> dict:
+    "The candidate beside production on the logged traffic; with too little of it, on every prefix of the new test transactions."
     from mlproj.monitor import read_log, shadow
     from mlproj.export import request_of
     from mlproj.predict import load_mar
+    import pandas as pd
+    entries, _ = read_log(root / "serve/run/logs/requests.jsonl", params["monitor"]["window"])
+    origin = "request log"
+    if len(entries) < params["monitor"]["min_requests"]:
+        test = pd.read_parquet(root / "artifacts/prepared/test.parquet").to_dict("records")[:300]
+        entries = [{"request": request_of(t, n)} for t in test for n in range(len(t["address"]) + 1)]
+        origin = "new test transactions, every prefix"
+    return {"origin": origin, "production": reg.production(), **shadow(load_mar(candidate), load_mar(reg.mar(reg.production())), entries)}
+
+# %% ../nbs/10_retrain.ipynb #5b0d1e7a
+def retrain(root: Path | str | None = None, txs: int | None = None, union: bool | None = None, promote: bool = True) -> dict:
+    "Collect, record, train through both gates, export, shadow-evaluate and (if everything passed) promote."
     from mlproj.registry import Registry
     from mlproj.gates import GateError, enforce
     from mlproj.torchserve import running
-    import pandas as pd
     root = Path(root or project_root()); t0 = time.time()
     params = load_params(None, root / "params.yaml")
     cfg = params["retrain"]; txs = txs or cfg["txs"]; union = cfg["union"] if union is None else union
@@ -116,27 +135,16 @@ def retrain(root: Path | str | None = None, txs: int | None = None, union: bool 
             msg = _gate_message(r.stdout + r.stderr)
             done("repro", ok=False, source=source, message=msg)
             return finish(False, msg)
-        exp = json.loads((root / "reports/export.json").read_text())
-        metrics = json.loads((root / "reports/metrics.json").read_text())
-        data_gate = json.loads((root / "reports/gates/data.json").read_text())
-        done("repro", ok=True, source=source, data_gate=data_gate["passed"],
-             model_gate=exp["gate"]["passed"], version=exp["version"], parent=exp["parent"],
-             test_acc1=metrics["test"]["lstm"]["acc@1"], later_acc1=metrics["later"]["lstm"]["acc@1"])
+        rec = _recorded(root)
+        done("repro", ok=True, source=source, data_gate=rec["data_gate"]["passed"], model_gate=rec["model_gate"]["passed"],
+             **{k: rec[k] for k in ("version", "parent", "test_acc1", "later_acc1")})
         step = "gates"  # the stages record their verdicts and finish; a failed one ends the loop here, before shadow and promotion
-        try: enforce(data_gate, exp["gate"])
+        try: enforce(rec["data_gate"], rec["model_gate"])
         except GateError as e: return finish(False, str(e))
 
         step = "shadow"
         reg, candidate = Registry(root / params["gates"]["registry"]), root / "models/mlproj.mar"
-        if reg.production():
-            entries, _ = read_log(root / "serve/run/logs/requests.jsonl", params["monitor"]["window"])
-            origin = "request log"
-            if len(entries) < params["monitor"]["min_requests"]:  # too little live traffic: replay the new batch's test split
-                test = pd.read_parquet(root / "artifacts/prepared/test.parquet").to_dict("records")[:300]
-                entries = [{"request": request_of(t, n)} for t in test for n in range(len(t["address"]) + 1)]
-                origin = "new test transactions, every prefix"
-            sh = shadow(load_mar(candidate), load_mar(reg.mar(reg.production())), entries)
-            done("shadow", origin=origin, production=reg.production(), **sh)
+        if reg.production(): done("shadow", **_shadow_step(root, params, reg, candidate))
         else: done("shadow", skipped="nothing in production yet")
         if not promote: return finish(True, "not promoted (promote=False)")
         step = "promote"

@@ -36,6 +36,7 @@ def address_args(data: str, # call data, 0x-hex
         if len(out) == limit: break
     return out
 
+# %% ../nbs/03_tokenize.ipynb #297fd11b
 @dataclass(frozen=True)
 class Scheme:
     "How a transaction's header and accesses become tokens."
@@ -56,42 +57,48 @@ class Scheme:
             out += [f"arg:{a}" for a in address_args(tx["input"] or "")] if h == "args" else [f"{h}:{tx[h] or 'none'}"]
         return out
 
-    def accesses(self, addresses: Sequence[str], slots: Sequence[str], derivations: Sequence[str] = ()) -> list[str]:
-        "The tokens of an access sequence (scheme 4 spells the `derivations` in prefix form)."
-        if self.kind == 4:
-            if len(derivations) != len(addresses): raise ValueError(f"scheme 4: expected a derivation per access, got {len(derivations)} for {len(addresses)}")
-            return [t for d in derivations for t in to_prefix(d)]
-        out, prev_a, prev_p = [], None, None
-        for a, s in zip(addresses, slots, strict=True):
-            if self.kind == 1: out.append(f"{a}:{s}"); continue
-            if self.kind == 2: out += [f"a:{a}", f"s:{s}"]; continue
-            p, x = s[2 : 66 - self.suffix_hex], s[66 - self.suffix_hex :]
-            if a != prev_a: out.append(f"a:{a}")
-            if p != prev_p: out.append(f"p:{p}")
-            out.append(f"x:{x}"); prev_a, prev_p = a, p
-        return out
+# %% ../nbs/03_tokenize.ipynb #4a7562a8
+def _accesses(self: Scheme, addresses: Sequence[str], slots: Sequence[str], derivations: Sequence[str] = ()) -> list[str]:
+    "The tokens of an access sequence (scheme 4 spells the `derivations` in prefix form)."
+    if self.kind == 4:
+        if len(derivations) != len(addresses): raise ValueError(f"scheme 4: expected a derivation per access, got {len(derivations)} for {len(addresses)}")
+        return [t for d in derivations for t in to_prefix(d)]
+    out, prev_a, prev_p = [], None, None
+    for a, s in zip(addresses, slots, strict=True):
+        if self.kind == 1: out.append(f"{a}:{s}"); continue
+        if self.kind == 2: out += [f"a:{a}", f"s:{s}"]; continue
+        p, x = s[2 : 66 - self.suffix_hex], s[66 - self.suffix_hex :]
+        if a != prev_a: out.append(f"a:{a}")
+        if p != prev_p: out.append(f"p:{p}")
+        out.append(f"x:{x}"); prev_a, prev_p = a, p
+    return out
 
-    def tokens(self, tx) -> list[str]:
-        "The whole sentence of a transaction (a row with header fields, `address` and `slot` lists)."
-        return self.prompt(tx) + self.accesses(tx["address"], tx["slot"], tx.get("derivation", ())) + [EOS]
+Scheme.accesses = _accesses
 
-    def read(self, tokens: Iterable[str]) -> list[tuple[str, str]] | list[str]:
-        "The accesses `(address, slot)` spelled by access tokens (scheme 4: their derivations); other tokens are skipped."
-        if self.kind == 4:
-            groups = []
-            for t in tokens:
-                if t.startswith("a:"): groups.append([t])
-                elif groups and t not in SPECIALS: groups[-1].append(t)
-            return [from_prefix(g) for g in groups]
-        out, a, p, pending = [], None, None, None
+# %% ../nbs/03_tokenize.ipynb #8bf9f8ac
+def _tokens(self: Scheme, tx) -> list[str]:
+    "The whole sentence of a transaction (a row with header fields, `address` and `slot` lists)."
+    return self.prompt(tx) + self.accesses(tx["address"], tx["slot"], tx.get("derivation", ())) + [EOS]
+
+def _read(self: Scheme, tokens: Iterable[str]) -> list[tuple[str, str]] | list[str]:
+    "The accesses `(address, slot)` spelled by access tokens (scheme 4: their derivations); other tokens are skipped."
+    if self.kind == 4:
+        groups = []
         for t in tokens:
-            kind, _, v = t.partition(":")
-            if self.kind == 1 and t.startswith("0x"): out.append((kind, v))
-            elif kind == "a": a = v
-            elif kind == "s" and self.kind == 2 and a: out.append((a, v))
-            elif kind == "p": p = v
-            elif kind == "x" and a and p is not None: out.append((a, "0x" + p + v))
-        return out
+            if t.startswith("a:"): groups.append([t])
+            elif groups and t not in SPECIALS: groups[-1].append(t)
+        return [from_prefix(g) for g in groups]
+    out, a, p, pending = [], None, None, None
+    for t in tokens:
+        kind, _, v = t.partition(":")
+        if self.kind == 1 and t.startswith("0x"): out.append((kind, v))
+        elif kind == "a": a = v
+        elif kind == "s" and self.kind == 2 and a: out.append((a, v))
+        elif kind == "p": p = v
+        elif kind == "x" and a and p is not None: out.append((a, "0x" + p + v))
+    return out
+
+Scheme.tokens, Scheme.read = _tokens, _read
 
 # %% ../nbs/03_tokenize.ipynb #8c4f888d
 class Vocab:
