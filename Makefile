@@ -10,7 +10,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # every verb first runs setup; `make SETUP= data` skips it (the tests do, in scratch projects that borrow .venv)
 SETUP ?= setup
 
-.PHONY: setup data data-regen data-record pipeline test lab lock readme serve serve-stop bench promote rollback serve-keys monitor shadow retrain
+.PHONY: setup data data-regen data-record pipeline test notebooks lab lock readme serve serve-stop bench promote rollback serve-keys monitor shadow retrain
 
 ## setup: create .venv with the pinned stack, the project and the python3 kernel, and install wrk (quick when nothing changed)
 setup: $(STAMP)
@@ -85,22 +85,33 @@ retrain: $(SETUP)
 ## bench: latency in process, and wrk against TorchServe at concurrency 1-16 -> reports/benchmarks/*.json, two plots, the README's table
 bench: $(SETUP)
 	@test -f models/mlproj.mar || { echo "models/mlproj.mar is missing: run make pipeline (or dvc repro export) first"; exit 1; }
-	$(BIN)/python -m mlproj.bench --mar models/mlproj.mar --onnx models/model.onnx --test artifacts/prepared/test.parquet --out reports/benchmarks --variants --readme nbs/index.ipynb
+	$(BIN)/python -m mlproj.bench --mar models/mlproj.mar --onnx models/model.onnx --test artifacts/prepared/test.parquet --out reports/benchmarks --variants --readme nbs/index.ipynb --images nbs/images
 	$(MAKE) --no-print-directory -s readme
 
-## test: fail if nbdev-export or nbdev-clean would change a file, then nbdev-test, then pytest
+## test: fail if nbdev-export or nbdev-clean would change a file; nbdev-test, failing if a notebook's committed outputs differ from this run; pytest
 test: $(SETUP)
 	@before=$$($(SUMS)); $(BIN)/nbdev-export; $(BIN)/nbdev-clean; $(MAKE) --no-print-directory -s readme; after=$$($(SUMS)); \
 	if [ "$$before" != "$$after" ]; then echo "nbdev-export, nbdev-clean or the README changed files: run them, then commit"; \
 	  diff <(echo "$$before") <(echo "$$after") || true; exit 1; fi
-	$(BIN)/nbdev-test --n-workers 2
+	@$(BIN)/python -m mlproj.outputs snapshot nbs $(VENV)/.nbs-before.json && $(BIN)/python -m mlproj.outputs pipeline-before nbs $(VENV)/.dvc-before.json
+	$(BIN)/nbdev-test --n-workers 2 --save
+	@$(BIN)/python -m mlproj.outputs tidy nbs && $(BIN)/nbdev-clean && $(BIN)/python -m mlproj.outputs recommit nbs $(VENV)/.dvc-before.json \
+	  && $(BIN)/python -m mlproj.outputs stale nbs $(VENV)/.nbs-before.json
 	$(BIN)/python -m pytest -q
+
+## notebooks: run every notebook with its defaults and keep its outputs (tidied: mlproj.outputs), as they are committed; dvc.lock records stages whose notebooks changed in outputs alone
+notebooks: $(SETUP)
+	@$(BIN)/python -m mlproj.outputs pipeline-before nbs $(VENV)/.dvc-before.json
+	$(BIN)/nbdev-test --n-workers 2 --save
+	$(BIN)/python -m mlproj.outputs tidy nbs
+	$(BIN)/nbdev-clean
+	@$(BIN)/python -m mlproj.outputs recommit nbs $(VENV)/.dvc-before.json
 
 SUMS = find nbs mlproj README.md -type f -not -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha1sum
 
-## readme: README.md from nbs/index.ipynb (nbdev-readme needs quarto, which cannot be installed offline)
+## readme: README.md from nbs/index.ipynb, its pictures' paths made relative to the root (nbdev-readme needs quarto, which cannot be installed offline)
 readme: $(SETUP)
-	$(BIN)/jupyter nbconvert --to markdown --stdout --log-level WARN nbs/index.ipynb > README.md.tmp && mv README.md.tmp README.md
+	$(BIN)/jupyter nbconvert --to markdown --stdout --log-level WARN nbs/index.ipynb | sed 's|](images/|](nbs/images/|g' > README.md.tmp && mv README.md.tmp README.md
 
 ## lab: JupyterLab on 127.0.0.1:$(LAB_PORT), no browser (as root too); open the URL with the token that it prints (README: over SSH)
 LAB_PORT ?= 8888

@@ -319,10 +319,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--levels", default="1,2,4,8,16", help="wrk concurrency levels"); ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--variants", action="store_true", help="also compare the serving setups of VARIANTS at concurrency 8")
     ap.add_argument("--readme", default=None, help="a notebook whose <!-- bench --> table to rewrite (nbs/index.ipynb)")
+    ap.add_argument("--images", default=None, help="a folder to copy latency.png and throughput.png into (nbs/images, for the README)")
     a = ap.parse_args(argv)
     reports = run(a.mar, a.onnx, pd.read_parquet(a.test).to_dict("records"), a.out, a.requests, a.horizon_requests, a.bodies,
                   [int(c) for c in a.levels.split(",")], a.seconds, variants=VARIANTS if a.variants else None)
     if a.readme: write_readme_table(a.readme, reports)
+    for name in ("latency", "throughput") if a.images else ():
+        with atomic_path(Path(a.images) / f"{name}.png") as p: shutil.copy(Path(a.out) / f"{name}.png", p)
     return reports
 
 if __name__ == "__main__" and "__file__" in globals():  # run as a script, not in a notebook

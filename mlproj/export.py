@@ -9,6 +9,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
@@ -77,6 +78,7 @@ class Predictor:
         # neighbours in a TorchServe batch, so only float models answer several requests in one pass
         self.batch_invariant = not any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in getattr(model, "modules", list)())
         self.states = PrefixStates(state_cache) if state_cache and self.batch_invariant else None
+        self._masks = {}  # grammar masks of the greedy continuation (`_mask`)
 
     @classmethod
     def load(cls, path, runtime: str = "eager", onnx_path=None, **kw) -> "Predictor":
@@ -136,15 +138,16 @@ def _continue(self: Predictor, logits, state, req: dict, n: int) -> list:
     "Greedy continuation of `n` accesses after the request's own: the likeliest token the grammar allows, one LSTM step per token, computing only the output rows the grammar allows next."
     if n == 0: return []
     lm, hist, out = self.lm, list(req["accesses"]), []
-    path, st, start = [], lm.start(), state
+    s0 = lm._state_id(lm.start())
+    path, sid, start = [], s0, state
     ctx = lm.context(req, hist); env = lm.env(ctx); avail = lm.available(env)
     rows = None  # None: `logits` cover the vocabulary; else only these token ids, in order
     while len(out) < n and len(path) < MAX_DEPTH[lm.scheme]:
-        if rows is None: t = int(logits[0].masked_fill(~self._mask(st, hist, avail), -math.inf).argmax())
+        if rows is None: t = int(logits[0].masked_fill(~self._mask(sid, hist, avail)[0], -math.inf).argmax())
         else: t = int(rows[logits[0].argmax()])
-        path.append(t); st = lm.after(st, t)
-        if not lm.done(st):
-            rows = self._mask(st, hist, avail).nonzero()[:, 0]
+        path.append(t); sid = lm._next_id(sid, t)
+        if not lm._final[sid]:
+            rows = self._mask(sid, hist, avail)[1]
             logits, state = self.model.step(torch.tensor([[t]]), state, rows=rows); continue
         acc, d = lm._read(path, ctx, env)
         if acc is None: break  # cannot happen: `available` masks every source the request lacks
@@ -153,15 +156,20 @@ def _continue(self: Predictor, logits, state, req: dict, n: int) -> list:
         ctx = lm.context(req, hist); env = lm.env(ctx); avail = lm.available(env)
         if spelled != path: logits, state = lm._feed([spelled], start); rows = None
         else:
-            rows = self._mask(lm.start(), hist, avail).nonzero()[:, 0]
+            rows = self._mask(s0, hist, avail)[1]
             logits, state = self.model.step(torch.tensor([[t]]), state, rows=rows)
-        path, st, start = [], lm.start(), state
+        path, sid, start = [], s0, state
     return out
 
-def _mask(self: Predictor, st, hist, avail) -> torch.Tensor:
-    "The tokens the grammar allows after state `st`, among the sources the request has."
-    allowed = self.lm._allowed([st], [bool(hist)])[0]
-    return allowed if avail is None else allowed & avail
+def _mask(self: Predictor, sid: int, hist, avail) -> tuple[torch.Tensor, torch.Tensor]:
+    "The tokens the grammar allows in numbered state `sid`, among the sources the request has: as a mask, and as the ids of its rows. Kept per (grammar mask, sources): a request asks a few dozen times."
+    key = (int(self.lm._mrow[sid, int(bool(hist))]), id(avail))  # `available` gives one tensor per set of sources
+    if (hit := self._masks.get(key)) is None:
+        m = self.lm._allowed_ids(np.array([sid]), np.array([bool(hist)]))[0]
+        if avail is not None: m = m & avail
+        if len(self._masks) >= 4096: self._masks.clear()
+        hit = self._masks[key] = (m, m.nonzero()[:, 0], avail)  # holding `avail` keeps its id from being reused
+    return hit[0], hit[1]
 
 Predictor._continue, Predictor._mask = _continue, _mask
 

@@ -284,13 +284,17 @@ class _Sources(_Grammar):
         return env_of(*ctx) if self.scheme == 4 else None
 
     def available(self, env: dict | None) -> torch.Tensor | None:
-        "Scheme 4: which tokens name a source that the transaction has (`env`: earlier contracts, call-data words, sender, `to`); None for other schemes."
+        "Scheme 4: which tokens name a source that the transaction has (`env`: earlier contracts, call-data words, sender, `to`); None for other schemes. One tensor per set of counts, kept: the same counts give the same object."
         if env is None: return None
         n = {"c": len(env["touched"]), "arg": len(env["args"]), "sender": int(env["sender"] is not None), "to": int(env["to"] is not None)}
+        cache = self.__dict__.setdefault("_avail", {})
+        if (m := cache.get(key := tuple(n.values()))) is not None: return m
         t, i = self._src_type, self._src_idx
         missing = np.zeros(len(t), dtype=bool)
         for typ, count in n.items(): missing |= (t == typ) & (i >= count)
-        return torch.from_numpy(~missing)
+        if len(cache) >= 4096: cache.clear()
+        cache[key] = m = torch.from_numpy(~missing)
+        return m
 
 # %% ../nbs/04_model.ipynb #a4602ae1
 class _Spelling(_Sources):
@@ -406,14 +410,26 @@ class _Tables(_States):
             nxt[j, q] = self._next[s, cc]
         return nxt
 
+    def _next_id(self, sid: int, t: int) -> int:
+        "The state after token `t` in state `sid`: `_next_ids` for one token."
+        if (n := self._next[sid, self._cls[t]]) < 0: n = self._next[sid, self._cls[t]] = self._state_id(self.after(self._states[sid], self._rep[self._cls[t]]))
+        return int(n)
+
 # %% ../nbs/04_model.ipynb #d18f0dd1
+def _group_rank(pos: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "An order by position, best score first (stable: ties keep their order), and each entry's rank within its position."
+    order = np.lexsort((-score, pos))
+    p = pos[order]; first = np.r_[True, p[1:] != p[:-1]]
+    return order, np.arange(len(order)) - np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
+
 class _Search(_Tables):
     "The beam search over token paths that spell whole accesses."
     @torch.inference_mode()
     def _search(self, logits: torch.Tensor, state, ctx: list, k: int) -> list[list[tuple[float, Access, str | None]]]:
         "Beam search from N positions (their next-token logits and LSTM states): the top-`k` accesses of each, with score and derivation."
         n = logits.shape[0]
-        finished, bar = [[] for _ in range(n)], np.full(n, -np.inf, dtype=np.float32)  # bar: a position's k-th best finished score
+        fin = []  # per depth: the complete paths' positions, scores and paths
+        bar = np.full(n, -np.inf, dtype=np.float32)  # a position's k-th best complete score
         rows, sid, score = np.arange(n), np.full(n, self._state_id(self.start())), torch.zeros(n)
         paths = np.zeros((n, 0), dtype=np.int64)
         has_prev = np.array([c[0] is not None for c in ctx])
@@ -427,33 +443,39 @@ class _Search(_Tables):
             live = top > -np.inf
             nxt = self._next_ids(sid, idx, live)  # each candidate's grammar state after its token
             done = live & self._final[np.maximum(nxt, 0)]
-            for j, q in zip(*done.nonzero()):  # complete paths become candidates, in the frontier's order
-                finished[rows[j]].append((float(top[j, q]), [*paths[j].tolist(), int(idx[j, q])]))
-            for r in set(rows[done.any(1)].tolist()):
-                if len(finished[r]) >= k: bar[r] = sorted((s for s, _ in finished[r]), reverse=True)[k - 1]
-            # a path's score only falls: one below a position's k-th finished candidate can never enter its top k
+            j, q = done.nonzero()  # complete paths become candidates, in the frontier's order
+            if len(j):
+                fin.append((rows[j], top[j, q], np.concatenate([paths[j], idx[j, q][:, None]], 1)))
+                pos, s = np.concatenate([f[0] for f in fin]), np.concatenate([f[1] for f in fin])
+                order, rank = _group_rank(pos, s)
+                bar[pos[order][rank == k - 1]] = s[order][rank == k - 1]
+            # a path's score only falls: one below a position's k-th complete candidate can never enter its top k
             j, q = (live & ~done & (top > bar[rows][:, None])).nonzero()
             if depth == MAX_DEPTH[self.scheme] - 1 or not len(j): break
-            pos, s = rows[j], top[j, q]
-            order = np.lexsort((-s, pos))  # by position, best first; stable, so ties keep the frontier's order
-            first = np.r_[True, pos[order][1:] != pos[order][:-1]]
-            rank = np.arange(len(order)) - np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
+            order, rank = _group_rank(rows[j], top[j, q])
             keep = order[rank < k]  # the k best unfinished paths of each position
             j, q = j[keep], q[keep]
             h, c = state
             logits, state = self.model.step(torch.from_numpy(idx[j, q][:, None]), (h[:, j], c[:, j]))
             rows, sid, score = rows[j], nxt[j, q], torch.from_numpy(top[j, q])
             paths = np.concatenate([paths[j], idx[j, q][:, None]], 1)
-        return [self._best(finished[r], ctx[r], envs[r], k) for r in range(n)]
+        return self._best(fin, ctx, envs, k)
 
-    def _best(self, finished: list, ctx, env, k: int) -> list[tuple[float, Access, str | None]]:
-        "The top `k` distinct accesses of finished `(score, path)`s: read best first, and only until `k` are found."
-        out, seen = [], set()
-        for s, p in sorted(finished, key=lambda e: -e[0]):
-            acc, d = self._read(p, ctx, env)
-            if acc is None or acc in seen: continue
-            seen.add(acc); out.append((s, acc, d))
-            if len(out) == k: break
+    def _best(self, fin: list, ctx: list, envs: list, k: int) -> list[list[tuple[float, Access, str | None]]]:
+        "Each position's top `k` distinct accesses among the complete paths: read best first, and only until `k` are found."
+        out = [[] for _ in ctx]
+        if not fin: return out
+        pos, s = np.concatenate([f[0] for f in fin]), np.concatenate([f[1] for f in fin])
+        starts = np.cumsum([0] + [len(f[0]) for f in fin])[:-1]  # where each depth's paths begin in `pos`
+        order, _ = _group_rank(pos, s)
+        seen = [set() for _ in ctx]
+        for e in order.tolist():
+            r = int(pos[e])
+            if len(out[r]) == k: continue
+            d = int(np.searchsorted(starts, e, "right")) - 1
+            acc, der = self._read(fin[d][2][e - starts[d]].tolist(), ctx[r], envs[r])
+            if acc is None or acc in seen[r]: continue
+            seen[r].add(acc); out[r].append((float(s[e]), acc, der))
         return out
 
 # %% ../nbs/04_model.ipynb #31ac044e
