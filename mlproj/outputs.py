@@ -11,7 +11,7 @@ from .core import atomic_path
 
 # %% auto #0
 __all__ = ['MASKS', 'MAX_WIDTH', 'TIMINGS', 'shrink_png', 'tidy', 'tidy_file', 'sums', 'stale', 'stage_notebooks',
-           'pipeline_before', 'unchanged_stages', 'recommit', 'main']
+           'pipeline_before', 'rewritten_stages', 'recommit', 'main']
 
 # %% ../nbs/00e_outputs.ipynb #45495c5f
 MASKS = [  # (what varies from run to run, what it becomes)
@@ -105,22 +105,27 @@ def stage_notebooks(dvc_yaml: Path | str = "dvc.yaml") -> dict[str, str]:
 def _dvc(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True)
 
-def pipeline_before(folder: Path | str) -> dict[str, str]:
-    "Each stage that DVC calls up to date -> its notebook's source hash (outputs dropped); {} without a pipeline."
+def _bytes(folder: Path | str) -> dict[str, str]:
+    "Notebook name -> its file's bytes, hashed."
+    import hashlib
+    return {p.name: hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(Path(folder).glob("*.ipynb"))}
+
+def pipeline_before(folder: Path | str) -> dict[str, list[str]]:
+    "Each stage that DVC calls up to date -> [its notebook's source hash, its file's hash]; {} without a pipeline."
     if not Path("dvc.yaml").exists(): return {}
     st = _dvc("status", "--json")
     if st.returncode: return {}
-    changed, src = json.loads(st.stdout or "{}"), sums(folder, "source")
-    return {s: src[n] for s, n in stage_notebooks().items() if s not in changed and n in src}
+    changed, src, raw = json.loads(st.stdout or "{}"), sums(folder, "source"), _bytes(folder)
+    return {s: [src[n], raw[n]] for s, n in stage_notebooks().items() if s not in changed and n in src}
 
-def unchanged_stages(folder: Path | str, before: dict[str, str]) -> list[str]:
-    "The stages of `before` whose notebooks still have the same source: only their outputs can have changed."
-    src, nbs = sums(folder, "source"), stage_notebooks()
-    return [s for s, h in before.items() if src.get(nbs.get(s)) == h]
+def rewritten_stages(folder: Path | str, before: dict[str, list[str]]) -> list[str]:
+    "The stages of `before` whose notebook file changed while its source did not: only its outputs changed."
+    src, raw, nbs = sums(folder, "source"), _bytes(folder), stage_notebooks()
+    return [s for s, (h, b) in before.items() if src.get(nbs.get(s)) == h and raw.get(nbs.get(s)) != b]
 
-def recommit(folder: Path | str, before: dict[str, str]) -> list[str]:
+def recommit(folder: Path | str, before: dict[str, list[str]]) -> list[str]:
     "`dvc commit` the stages that were up to date and whose notebooks changed in their outputs alone."
-    same = unchanged_stages(folder, before)
+    same = rewritten_stages(folder, before)
     if same:
         r = _dvc("commit", "--force", *same)
         if r.returncode: raise RuntimeError(f"dvc commit {' '.join(same)} failed: {r.stderr.strip()}")
