@@ -13,7 +13,7 @@ from .collect import batch_dir, collect, project_chain
 from .core import atomic_path, get_logger, load_params, project_root
 
 # %% auto #0
-__all__ = ['log', 'next_seed', 'new_source', 'set_param', 'collect_batch', 'left_behind', 'retrain', 'main']
+__all__ = ['log', 'TRACKED', 'next_seed', 'new_source', 'set_param', 'collect_batch', 'left_behind', 'retrain', 'main']
 
 # %% ../nbs/10_retrain.ipynb #f8effa15
 log = get_logger("retrain")
@@ -70,16 +70,18 @@ def _gate_message(out: str) -> str:
     m = re.search(r"(data|model) gate failed.*?(?=\n\s*\n|\Z)", out, re.S)
     return m.group(0) if m else out[-1500:]
 
+# what a run changes that git keeps: the parameters, DVC's records, and the README's pictures that the stages draw
+TRACKED = ("params.yaml", "data.dvc", "dvc.lock", "nbs/images")
+
 def left_behind(root: Path, batch: str | None) -> str:
     "What a run that failed after collecting leaves in the workspace, and how to resume or undo it."
-    r = subprocess.run(["git", "status", "--porcelain", "--", "params.yaml", "data.dvc", "dvc.lock"], cwd=root, capture_output=True, text=True)
-    changed = [l[3:] for l in r.stdout.splitlines()] if r.returncode == 0 else ["params.yaml", "data.dvc", "dvc.lock (perhaps)"]
+    r = subprocess.run(["git", "status", "--porcelain", "--", *TRACKED], cwd=root, capture_output=True, text=True)
+    changed = [l[3:] for l in r.stdout.splitlines()] if r.returncode == 0 else [f"{t} (perhaps)" for t in TRACKED]
     files = ", ".join(changed) or "no tracked file"
     return (f"Nothing was promoted; production is as it was. This run left {files} changed"
             + (f" and the new batch in {batch}" if batch else "") + " (git diff shows the changes).\n"
             "Resume, once the cause is fixed: dvc repro, then make shadow and make promote.\n"
-            "Undo: git checkout -- params.yaml data.dvc dvc.lock" + (f", rm -rf {batch}" if batch else "") + ", then dvc checkout.")
-
+            f"Undo: git checkout -- {' '.join(TRACKED)}" + (f", rm -rf {batch}" if batch else "") + ", then dvc checkout.")
 
 # %% ../nbs/10_retrain.ipynb #0b7d98c5
 def _recorded(root: Path) -> dict:
