@@ -7,11 +7,11 @@ from __future__ import annotations
 import argparse, base64, io, json, re, subprocess, sys
 from pathlib import Path
 
-from .core import atomic_path
+from .core import atomic_path, mainnet_dir
 
 # %% auto #0
-__all__ = ['MASKS', 'MAX_WIDTH', 'TIMINGS', 'shrink_png', 'tidy', 'tidy_file', 'sums', 'stale', 'stage_notebooks',
-           'pipeline_before', 'rewritten_stages', 'recommit', 'main']
+__all__ = ['MASKS', 'MAX_WIDTH', 'TIMINGS', 'MAINNET', 'shrink_png', 'tidy', 'tidy_file', 'unchecked_tags', 'sums', 'stale',
+           'stage_notebooks', 'pipeline_before', 'rewritten_stages', 'recommit', 'main']
 
 # %% ../nbs/00e_outputs.ipynb #45495c5f
 MASKS = [  # (what varies from run to run, what it becomes)
@@ -75,20 +75,28 @@ def tidy_file(path: Path | str) -> bool:
 
 # %% ../nbs/00e_outputs.ipynb #16624891
 TIMINGS = "timings"  # the tag of a cell whose outputs are timings: kept as the last run left them, never compared
+MAINNET = "mainnet"  # the tag of a cell whose outputs come from the recorded mainnet blocks: compared only where they are
 
-def _text(nb: dict, outputs: str = "checked") -> str:
-    "The notebook as compared: `checked` drops the outputs of cells tagged `TIMINGS`; `source` drops every output."
+def unchecked_tags() -> set[str]:
+    "The tags whose cells' outputs are not compared here: timings always; mainnet where the recorded blocks are missing."
+    try: here = mainnet_dir().is_dir()
+    except FileNotFoundError: here = False  # outside a project, with no `$MLPROJ_MAINNET`
+    return {TIMINGS} | (set() if here else {MAINNET})
+
+def _text(nb: dict, outputs: str = "checked", skip: set[str] = frozenset()) -> str:
+    "The notebook as compared: `checked` drops the outputs of cells tagged with one of `skip`; `source` drops every output."
     cells = []
     for c in nb.get("cells", []):
-        if c["cell_type"] == "code" and (outputs == "source" or TIMINGS in c.get("metadata", {}).get("tags", [])):
+        if c["cell_type"] == "code" and (outputs == "source" or skip & set(c.get("metadata", {}).get("tags", []))):
             c = {**c, "outputs": [], "execution_count": None}
         cells.append(c)
     return json.dumps({**nb, "cells": cells}, sort_keys=True)
 
 def sums(folder: Path | str, outputs: str = "checked") -> dict[str, str]:
-    "Notebook name -> its text as compared (`_text`), hashed."
+    "Notebook name -> its text as compared (`_text`, skipping the outputs of `unchecked_tags()`), hashed."
     import hashlib
-    return {p.name: hashlib.sha1(_text(json.loads(p.read_text()), outputs).encode()).hexdigest()
+    skip = unchecked_tags() if outputs == "checked" else set()
+    return {p.name: hashlib.sha1(_text(json.loads(p.read_text()), outputs, skip).encode()).hexdigest()
             for p in sorted(Path(folder).glob("*.ipynb"))}
 
 def stale(folder: Path | str, before: dict[str, str]) -> list[str]:
