@@ -15,13 +15,13 @@ import pandas as pd
 from fastprogress.fastprogress import progress_bar
 
 from .core import atomic_path, get_logger
-from .export import OnnxLM, Predictor, quantize, request_of
+from .export import OnnxLM, Predictor, quantize, quantize_onnx, request_of
 from .torchserve import Server, free_port, start, stop
 
 # %% auto #0
-__all__ = ['log', 'GOALS', 'WRK_LUA', 'VARIANTS', 'NOOP_HANDLER', 'stats', 'in_process', 'time_split', 'wrk', 'distinct_bodies',
-           'through_torchserve', 'serving_variants', 'run', 'noop_mar', 'plot', 'plot_throughput', 'readme_table',
-           'write_readme_table', 'main']
+__all__ = ['log', 'GOALS', 'WRK_LUA', 'VARIANTS', 'NOOP_HANDLER', 'stats', 'in_process', 'time_split', 'tree_cpu', 'wrk',
+           'distinct_bodies', 'through_torchserve', 'serving_variants', 'run', 'noop_mar', 'plot', 'plot_throughput',
+           'readme_table', 'write_readme_table', 'main']
 
 # %% ../nbs/08d_bench.ipynb #8ac3e08e
 log = get_logger("bench")
@@ -79,6 +79,32 @@ def time_split(pred: Predictor, reqs: list[dict]) -> dict:
     return {"total_ms": ms(total), "prefix_lstm_ms": ms(prefix[0]), "search_lstm_ms": ms(spent[0]),
             "python_ms": ms(total - prefix[0] - spent[0]), "search_steps": timed.calls / len(reqs), "n": len(reqs)}
 
+# %% ../nbs/08d_bench.ipynb #0304eee3
+import resource
+from collections import defaultdict
+
+def tree_cpu(root: int) -> dict[str, float]:
+    "CPU seconds (user and system) used so far by `root` and every process under it: `front end` (java), `workers` (TorchServe's Python workers), `other`."
+    kids, kind, used = defaultdict(list), {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid = int(stat.parent.name); f = stat.read_text().rsplit(")", 1)[1].split()
+            cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ")
+        except (OSError, ValueError, IndexError): continue  # a process that ended while we looked
+        kids[int(f[1])].append(pid); used[pid] = (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        kind[pid] = "workers" if b"model_service_worker" in cmd else "front end" if b"java" in cmd.split(b" ")[0] else "other"
+    out, todo = defaultdict(float), [root]
+    while todo:
+        pid = todo.pop()
+        if pid in used: out[kind[pid]] += used[pid]
+        todo += kids.get(pid, [])
+    return dict(out)
+
+def _children_cpu() -> float:
+    "CPU seconds of this process's children that have ended (`wrk` runs as one)."
+    r = resource.getrusage(resource.RUSAGE_CHILDREN); return r.ru_utime + r.ru_stime
+
+
 # %% ../nbs/08d_bench.ipynb #a78ce42d
 WRK_LUA = r"""
 local bodies, i, n_threads = {}, 0, 0
@@ -108,16 +134,20 @@ def wrk(srv: Server, bodies: list[bytes], connections: int, seconds: float, name
     if exe is None: raise RuntimeError("wrk is not installed: `apt-get install wrk` (make bench does it)")
     if any(b"\n" in b for b in bodies): raise ValueError("bodies: expected one-line JSON each (wrk reads them one per line)")
     threads = math.gcd(connections, 2)  # wrk splits the connections evenly over its threads; two threads load two cores enough
+    launcher = int((srv.run_dir / "server.pid").read_text().split()[0])
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / "bench.lua").write_text(WRK_LUA); (Path(d) / "bodies.jsonl").write_bytes(b"\n".join(bodies) + b"\n")
+        cpu0, wrk0 = tree_cpu(launcher), _children_cpu()
         r = subprocess.run([exe, "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "--timeout", "10s",
                             "-s", str(Path(d) / "bench.lua"), f"http://127.0.0.1:{srv.port}/predictions/{name}", "--",
                             str(Path(d) / "bodies.jsonl"), srv.keys()["inference"], str(threads)],
                            capture_output=True, text=True, timeout=seconds + 60)
+        cpu = {k: v - cpu0.get(k, 0.0) for k, v in tree_cpu(launcher).items()}; cpu["wrk"] = _children_cpu() - wrk0
     line = next((l for l in r.stdout.splitlines()[::-1] if l.startswith("{")), None)
     if r.returncode or line is None: raise RuntimeError(f"wrk failed ({r.returncode}): {r.stderr[-1000:] or r.stdout[-1000:]}")
-    w = json.loads(line)
-    return {"connections": connections, "wrk_threads": threads, "requests": w["requests"],
+    w = json.loads(line); n, secs = max(1, w["requests"]), w["duration_us"] / 1e6
+    return {"cpu_ms_per_request": {k: 1000 * v / n for k, v in cpu.items()}, "cores_busy": sum(cpu.values()) / secs,
+            "connections": connections, "wrk_threads": threads, "requests": w["requests"],
             "requests_per_s": w["requests"] / (w["duration_us"] / 1e6), "errors": sum(w["errors"].values()), "error_kinds": w["errors"],
             **{f"p{q}_ms": w[f"p{q}_us"] / 1000 for q in (50, 90, 99)}, "mean_ms": w["mean_us"] / 1000, "max_ms": w["max_us"] / 1000}
 
@@ -133,10 +163,12 @@ def distinct_bodies(txs: list[dict], n: int, seed: int = 0, k: int = 8) -> list[
     return out
 
 def _predictors(mar: Path | str, onnx: Path | str) -> dict[str, Predictor]:
-    "The archive's model as eager torch, ONNX Runtime and int8."
+    "The archive's model as eager torch, ONNX Runtime (float and int8) and torch int8."
     with zipfile.ZipFile(mar) as z, tempfile.TemporaryDirectory() as d:
         z.extract("model.pth", d); eager = Predictor.load(Path(d) / "model.pth")
-    return {"eager": eager, "onnx": Predictor(OnnxLM(onnx, eager.model.rnn.num_layers, eager.model.rnn.hidden_size), eager.tok),
+        L, H = eager.model.rnn.num_layers, eager.model.rnn.hidden_size
+        onnx8 = OnnxLM(quantize_onnx(onnx, Path(d) / "model.int8.onnx"), L, H, batch_invariant=False)  # the session holds it once loaded
+    return {"eager": eager, "onnx": Predictor(OnnxLM(onnx, L, H), eager.tok), "onnx-int8": Predictor(onnx8, eager.tok),
             "int8": Predictor(quantize(eager.model), eager.tok)}
 
 def through_torchserve(mar: Path | str, bodies: list[bytes], levels=(1, 2, 4, 8, 16), seconds: float = 10.0) -> dict:
@@ -187,9 +219,11 @@ VARIANTS = {  # name -> serve params that differ from params.yaml, or "noop"
     "no-op handler": "noop",
     "int8, 1 worker": {"runtime": "int8", "workers": 1, "batch_size": 1, "max_batch_delay": 0},
     "int8, 2 workers": {"runtime": "int8", "workers": 2, "batch_size": 1, "max_batch_delay": 0},
-    "eager, 1 worker, batch 8 / 2 ms": {"runtime": "eager", "workers": 1, "batch_size": 8, "max_batch_delay": 2},
-    "eager, 2 workers, batch 4 / 2 ms": {"runtime": "eager", "workers": 2, "batch_size": 4, "max_batch_delay": 2},
     "onnx, 1 worker, batch 8 / 2 ms": {"runtime": "onnx", "workers": 1, "batch_size": 8, "max_batch_delay": 2},
+    "onnx, 2 workers, batch 4 / 2 ms": {"runtime": "onnx", "workers": 2, "batch_size": 4, "max_batch_delay": 2},
+    "onnx-int8, 1 worker": {"runtime": "onnx-int8", "workers": 1, "batch_size": 1, "max_batch_delay": 0},
+    "onnx-int8, 1 worker, batch 8 / 2 ms": {"runtime": "onnx-int8", "workers": 1, "batch_size": 8, "max_batch_delay": 2},
+    "onnx-int8, 2 workers, batch 4 / 2 ms": {"runtime": "onnx-int8", "workers": 2, "batch_size": 4, "max_batch_delay": 2},
 }
 
 # %% ../nbs/08d_bench.ipynb #f90037e9
@@ -292,6 +326,12 @@ def readme_table(reports: dict) -> str:
     if ts.get("variants"):
         rows += ["", f"| TorchServe setup, concurrency 8 | p50 | p99 | requests/s |", "|---|---|---|---|"]
         rows += [f"| {n} | {v['p50_ms']:.2f} ms | {v['p99_ms']:.2f} ms | {v['requests_per_s']:.0f} |" for n, v in ts["variants"].items()]
+    cpu = [(f"served, concurrency {c}", s) for c, s in ts["levels"].items() if c == "8" and "cpu_ms_per_request" in s]
+    cpu += [(n, v["rounds"][-1]) for n, v in (ts.get("variants") or {}).items() if n == "no-op handler" and "cpu_ms_per_request" in v["rounds"][-1]]
+    if cpu:
+        rows += ["", "| where the CPU goes (ms per request) | front end (Java) | workers | wrk | cores busy |", "|---|---|---|---|---|"]
+        rows += [f"| {n} | {s['cpu_ms_per_request'].get('front end', 0):.2f} | {s['cpu_ms_per_request'].get('workers', 0):.2f} | "
+                 f"{s['cpu_ms_per_request'].get('wrk', 0):.2f} | {s['cores_busy']:.2f} of {ts['cpu_count']} |" for n, s in cpu]
     if ip.get("time_split"):
         rows += ["", "| where an in-process request's time goes (mean) | total | LSTM over its own tokens | LSTM steps of the search | Python |", "|---|---|---|---|---|"]
         rows += [f"| {n} ({v['search_steps']:.1f} search steps) | {v['total_ms']:.2f} ms | {v['prefix_lstm_ms']:.2f} ms | {v['search_lstm_ms']:.2f} ms | {v['python_ms']:.2f} ms |"

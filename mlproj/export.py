@@ -16,9 +16,9 @@ import yaml
 from .model import MAX_DEPTH, LMPredictor, load_model
 
 # %% auto #0
-__all__ = ['MAX_ACCESSES', 'LIMITS', 'RequestError', 'request_tx', 'validate_request', 'Predictor', 'PrefixStates', 'export_onnx',
-           'OnnxLM', 'quantize', 'score_gap', 'model_card', 'model_config', 'archive', 'build_mar', 'request_of',
-           'requests_from', 'compare_variants']
+__all__ = ['MAX_ACCESSES', 'LIMITS', 'RUNTIMES', 'ONNX_FILES', 'RequestError', 'request_tx', 'validate_request', 'Predictor',
+           'PrefixStates', 'export_onnx', 'OnnxLM', 'quantize', 'quantize_onnx', 'score_gap', 'model_card',
+           'model_config', 'archive', 'build_mar', 'request_of', 'requests_from', 'compare_variants']
 
 # %% ../nbs/07_export.ipynb #32d2c308
 MAX_ACCESSES = 1024
@@ -66,6 +66,9 @@ def validate_request(req: Any) -> dict:
     return out
 
 # %% ../nbs/07_export.ipynb #6e7beead
+RUNTIMES = ("eager", "onnx", "onnx-int8", "int8")
+ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}  # the file an archive carries for each ONNX runtime
+
 class Predictor:
     "Answers serving requests with a trained `AccessLM`."
     def __init__(self, model, tok, name: str = "mlproj", version: str = "0", threads: int = 1,
@@ -76,17 +79,18 @@ class Predictor:
         self.model = self.lm.model
         # int8 quantizes activations with a scale taken from the whole batch: a request's answer would depend on its
         # neighbours in a TorchServe batch, so only float models answer several requests in one pass
-        self.batch_invariant = not any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in getattr(model, "modules", list)())
+        self.batch_invariant = getattr(model, "batch_invariant", None)  # OnnxLM says; a torch model is if none of its modules is quantized
+        if self.batch_invariant is None: self.batch_invariant = not any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in model.modules())
         self.states = PrefixStates(state_cache) if state_cache and self.batch_invariant else None
         self._masks = {}  # grammar masks of the greedy continuation (`_mask`)
 
     @classmethod
     def load(cls, path, runtime: str = "eager", onnx_path=None, **kw) -> "Predictor":
-        "A predictor for a checkpoint, run by `eager` torch, `int8` (quantized torch) or `onnx` (needs `onnx_path`)."
+        "A predictor for a checkpoint, run by `eager` torch, `int8` (quantized torch), `onnx` or `onnx-int8` (ONNX Runtime; `onnx_path`: the runtime's file, `ONNX_FILES`)."
+        if runtime not in RUNTIMES: raise ValueError(f"runtime: expected {', '.join(RUNTIMES[:-1])} or {RUNTIMES[-1]}, got {runtime!r}")
         model, tok, cfg = load_model(path)
-        if runtime == "onnx": model = OnnxLM(onnx_path, cfg["n_layers"], cfg["n_hidden"])
+        if runtime in ONNX_FILES: model = OnnxLM(onnx_path, cfg["n_layers"], cfg["n_hidden"], batch_invariant=runtime == "onnx")
         elif runtime == "int8": model = quantize(model)
-        elif runtime != "eager": raise ValueError(f"runtime: expected eager, onnx or int8, got {runtime!r}")
         return cls(model, tok, **kw)
 
     @classmethod
@@ -94,7 +98,8 @@ class Predictor:
         "A predictor from an unpacked `.mar`: the runtime its `model-config.yaml` names (TorchServe and the batch CLI)."
         model_dir = Path(model_dir); conf = model_dir / "model-config.yaml"
         handler = (yaml.safe_load(conf.read_text()) if conf.exists() else {}).get("handler", {})
-        return cls.load(model_dir / "model.pth", handler.get("runtime", "eager"), model_dir / "model.onnx", name=name, version=version,
+        runtime = handler.get("runtime", "eager")
+        return cls.load(model_dir / "model.pth", runtime, model_dir / ONNX_FILES.get(runtime, "model.onnx"), name=name, version=version,
                         state_cache=int(handler.get("state_cache", 0)))
 
     def __call__(self, req: dict) -> dict:
@@ -137,41 +142,48 @@ Predictor._prefix_states, Predictor._run_prefixes = _prefix_states, _run_prefixe
 def _continue(self: Predictor, logits, state, req: dict, n: int) -> list:
     "Greedy continuation of `n` accesses after the request's own: the likeliest token the grammar allows, one LSTM step per token, computing only the output rows the grammar allows next."
     if n == 0: return []
-    lm, hist, out = self.lm, list(req["accesses"]), []
+    lm, hist, out, step = self.lm, list(req["accesses"]), [], getattr(self.model, "step_rows", self._step_rows)
     s0 = lm._state_id(lm.start())
-    path, sid, start = [], s0, state
+    path, sid, start, lg = [], s0, state, logits[0].numpy()
     ctx = lm.context(req, hist); env = lm.env(ctx); avail = lm.available(env)
-    rows = None  # None: `logits` cover the vocabulary; else only these token ids, in order
+    rows = None  # None: `lg` covers the vocabulary; else only these token ids, in order
     while len(out) < n and len(path) < MAX_DEPTH[lm.scheme]:
-        if rows is None: t = int(logits[0].masked_fill(~self._mask(sid, hist, avail)[0], -math.inf).argmax())
-        else: t = int(rows[logits[0].argmax()])
+        if rows is None: rows = self._mask(sid, hist, avail); t = int(rows[lg[rows].argmax()])  # the first of equals, as a masked argmax
+        else: t = int(rows[lg.argmax()])
         path.append(t); sid = lm._next_id(sid, t)
         if not lm._final[sid]:
-            rows = self._mask(sid, hist, avail)[1]
-            logits, state = self.model.step(torch.tensor([[t]]), state, rows=rows); continue
+            rows = self._mask(sid, hist, avail)
+            lg, state = step(t, state, rows); continue
         acc, d = lm._read(path, ctx, env)
         if acc is None: break  # cannot happen: `available` masks every source the request lacks
         spelled = lm._spell(acc, ctx, d)  # the tokenizer's spelling of this access, which the model saw in training
         out.append(acc); hist.append(acc)
         ctx = lm.context(req, hist); env = lm.env(ctx); avail = lm.available(env)
-        if spelled != path: logits, state = lm._feed([spelled], start); rows = None
+        if spelled != path:
+            lg, state = lm._feed([spelled], tuple(torch.as_tensor(s) for s in start)); lg, rows = lg[0].numpy(), None
         else:
-            rows = self._mask(s0, hist, avail)[1]
-            logits, state = self.model.step(torch.tensor([[t]]), state, rows=rows)
+            rows = self._mask(s0, hist, avail)
+            lg, state = step(t, state, rows)
         path, sid, start = [], s0, state
     return out
 
-def _mask(self: Predictor, sid: int, hist, avail) -> tuple[torch.Tensor, torch.Tensor]:
-    "The tokens the grammar allows in numbered state `sid`, among the sources the request has: as a mask, and as the ids of its rows. Kept per (grammar mask, sources): a request asks a few dozen times."
+def _step_rows(self: Predictor, t: int, state, rows: np.ndarray):
+    "One LSTM step on token `t` (batch 1): the logits of `rows` only, as numpy, and the new state (`OnnxLM.step_rows` does the same without torch)."
+    lg, state = self.model.step(torch.tensor([[t]]), state, rows=torch.from_numpy(rows))
+    return lg[0].numpy(), state
+
+def _mask(self: Predictor, sid: int, hist, avail) -> np.ndarray:
+    "The ids of the tokens the grammar allows in numbered state `sid`, among the sources the request has, ascending. Kept per (grammar mask, sources): a request asks a few dozen times."
     key = (int(self.lm._mrow[sid, int(bool(hist))]), id(avail))  # `available` gives one tensor per set of sources
     if (hit := self._masks.get(key)) is None:
         m = self.lm._allowed_ids(np.array([sid]), np.array([bool(hist)]))[0]
         if avail is not None: m = m & avail
         if len(self._masks) >= 4096: self._masks.clear()
-        hit = self._masks[key] = (m, m.nonzero()[:, 0], avail)  # holding `avail` keeps its id from being reused
-    return hit[0], hit[1]
+        hit = self._masks[key] = (m.nonzero()[:, 0].numpy(), avail)  # holding `avail` keeps its id from being reused
+    return hit[0]
 
-Predictor._continue, Predictor._mask = _continue, _mask
+Predictor._continue, Predictor._step_rows, Predictor._mask = _continue, _step_rows, _mask
+
 
 # %% ../nbs/07_export.ipynb #b32d4a44
 @torch.inference_mode()
@@ -241,8 +253,11 @@ def export_onnx(model, path: Path | str) -> Path:
 
 class OnnxLM:
     "An ONNX Runtime session with the `step` of `AccessLM`."
-    def __init__(self, path: Path | str, n_layers: int, n_hidden: int, threads: int = 1):
+    def __init__(self, path: Path | str, n_layers: int, n_hidden: int, threads: int = 1,
+                 batch_invariant: bool = True, # False for a dynamically quantized graph (`quantize_onnx`): its scales come from the whole batch
+                ):
         import onnxruntime as ort
+        self.batch_invariant = batch_invariant
         so = ort.SessionOptions(); so.intra_op_num_threads = threads; so.inter_op_num_threads = 1
         self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         self.n_layers, self.n_hidden = n_layers, n_hidden
@@ -252,12 +267,28 @@ class OnnxLM:
         lg, h, c = self.sess.run(None, {"ids": x.numpy().astype(np.int64), "h": state[0].numpy(), "c": state[1].numpy()})
         lg = torch.from_numpy(lg)
         return lg if rows is None else lg[:, rows], (torch.from_numpy(h), torch.from_numpy(c))
+    def step_rows(self, t: int, state, rows: np.ndarray):
+        "`step` for one token `t` at batch 1, in numpy: the logits of `rows` and the new state (the greedy continuation's step)."
+        lg, h, c = self.sess.run(None, {"ids": np.array([[t]], dtype=np.int64), "h": np.ascontiguousarray(state[0]), "c": np.ascontiguousarray(state[1])})
+        return lg[0, rows], (h, c)
 
 
 # %% ../nbs/07_export.ipynb #df642453
+import logging
+
 def quantize(model):
     "A dynamically quantized (int8) copy of the model."
     return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).eval(), {nn.LSTM, nn.Linear}, dtype=torch.qint8)
+
+def quantize_onnx(src: Path | str, dst: Path | str) -> Path:
+    "The ONNX step (`export_onnx`) with its LSTM and output layer dynamically quantized by ONNX Runtime, written to `dst` atomically."
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    root = logging.getLogger(); level = root.level; root.setLevel(logging.ERROR)  # it advises pre-processing, meant for image models
+    try:
+        with atomic_path(dst) as tmp: quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
+    finally: root.setLevel(level)
+    return Path(dst)
+
 
 # %% ../nbs/07_export.ipynb #a52983ea
 def score_gap(a: Predictor, b: Predictor, requests: list[dict]) -> float:
@@ -319,10 +350,11 @@ def build_mar(model_path: Path | str, store: Path | str, name: str, version: str
         (d / "model-config.yaml").write_text(yaml.safe_dump(model_config(serve)))
         extra = [d / "model_card.json", d / "params.yaml"]
         if profile_path: shutil.copy(profile_path, d / "profile.json"); extra.append(d / "profile.json")  # for drift checks
-        if serve["runtime"] == "onnx":  # the archive carries the ONNX step function its handler will run
+        if serve["runtime"] in ONNX_FILES:  # the archive carries the ONNX step function its handler will run
             if onnx_path: shutil.copy(onnx_path, d / "model.onnx")
             else: export_onnx(load_model(model_path)[0], d / "model.onnx")
-            extra.append(d / "model.onnx")
+            if serve["runtime"] == "onnx-int8": quantize_onnx(d / "model.onnx", d / "model.int8.onnx")
+            extra.append(d / ONNX_FILES[serve["runtime"]])
         out = d / "out"; out.mkdir()
         archive(handler, d / "model-config.yaml", out, name, version, d / "model.pth", extra)
         with atomic_path(store / f"{name}.mar") as tmp: shutil.move(out / f"{name}.mar", tmp)

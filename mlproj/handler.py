@@ -72,7 +72,9 @@ class CachedAnswers:
     def __call__(self, body: Any) -> tuple[int, dict, str]: return self.batch([body])[0]
 
 # %% ../nbs/08_serve.ipynb #6c57b71a
-import logging, logging.handlers, time
+import logging, time
+
+from concurrent_log_handler import ConcurrentRotatingFileHandler
 
 def log_entry(request: Any, response: dict) -> dict:
     "One line of the request log: time, model, request and the candidates as [address, slot, score]."
@@ -80,13 +82,13 @@ def log_entry(request: Any, response: dict) -> dict:
             "next": [[c["address"], c["slot"], c["score"]] for c in response.get("next", [])]}
 
 class RequestLog:
-    "Append one JSON line per answered request to a rotating, size-bounded file; never raise."
+    "Append one JSON line per answered request to a rotating, size-bounded file, shared safely by several worker processes; never raise."
     def __init__(self, path: str | Path | None, max_bytes: int = 10 << 20, backups: int = 3):
         self.lost, self._log = 0, None
         if not path: return
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            h = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+            h = ConcurrentRotatingFileHandler(str(path), maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
             h.setFormatter(logging.Formatter("%(message)s")); h.handleError = self._lose
             self._log = logging.getLogger(f"mlproj.requests.{path}"); self._log.propagate = False
             self._log.handlers[:] = [h]; self._log.setLevel(logging.INFO)

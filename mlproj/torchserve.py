@@ -96,7 +96,7 @@ Server.predict, Server.manage = _predict, _manage
 
 # %% ../nbs/08c_torchserve.ipynb #251122d2
 def _register(self: Server, mar: Path | str) -> tuple[str, str]:
-    "Copy an archive into the store as `<name>-<version>.mar` and load it (one worker, waits until ready)."
+    "Copy an archive into the store as `<name>-<version>.mar` and load it with the workers its `model-config.yaml` names (`serve.workers`); wait until they are ready."
     name, version = mar_info(mar)
     fname = f"{name}-{version}.mar"
     shutil.copy(mar, self.run_dir / "store" / fname)

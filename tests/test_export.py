@@ -79,7 +79,7 @@ def test_onnx_and_int8_variants(tiny_model, tmp_path):
     assert model.h_o.weight.dtype == torch.float32  # quantize() leaves the original alone
 
 
-@pytest.mark.parametrize("runtime", ["eager", "onnx", "int8"])
+@pytest.mark.parametrize("runtime", ["eager", "onnx", "onnx-int8", "int8"])
 def test_the_archive_runs_the_runtime_it_names(tiny_model, tmp_path, runtime):
     from mlproj.core import load_params
     from mlproj.export import build_mar
@@ -88,11 +88,17 @@ def test_the_archive_runs_the_runtime_it_names(tiny_model, tmp_path, runtime):
     mar = build_mar(path, tmp_path, "m", "2.0.0", {}, {**load_params("serve"), "runtime": runtime})
     pred = load_mar(mar)
     kind = type(pred.model).__name__ if runtime != "int8" else type(pred.model.rnn).__module__
-    assert kind == {"eager": "AccessLM", "onnx": "OnnxLM", "int8": "torch.ao.nn.quantized.dynamic.modules.rnn"}[runtime]
+    assert kind == {"eager": "AccessLM", "onnx": "OnnxLM", "onnx-int8": "OnnxLM", "int8": "torch.ao.nn.quantized.dynamic.modules.rnn"}[runtime]
+    assert pred.batch_invariant == (runtime in ("eager", "onnx"))
+    if runtime.startswith("onnx"):  # the graph the archive carries for it: DynamicQuantizeLSTM nodes for onnx-int8 only
+        import onnx, zipfile
+        with zipfile.ZipFile(mar) as z: graph = onnx.load_from_string(z.read({"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}[runtime])).graph
+        ops = {n.op_type for n in graph.node}
+        assert ("DynamicQuantizeLSTM" in ops) == (runtime == "onnx-int8"), ops
     tx = parts["test"].iloc[0].to_dict()
     assert len(pred({"to": tx["to"], "selector": tx["selector"], "accesses": [], "k": 2})["next"]) >= 1
 
 
 def test_an_unknown_runtime_is_refused(tiny_model):
-    with pytest.raises(ValueError, match="runtime: expected eager, onnx or int8"):
+    with pytest.raises(ValueError, match="runtime: expected eager, onnx, onnx-int8 or int8"):
         Predictor.load(tiny_model[0], runtime="tensorrt")
