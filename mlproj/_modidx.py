@@ -432,6 +432,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'mlproj.torchserve._unregister': ('torchserve.html#_unregister', 'mlproj/torchserve.py'),
                                    'mlproj.torchserve._versions': ('torchserve.html#_versions', 'mlproj/torchserve.py'),
                                    'mlproj.torchserve.free_port': ('torchserve.html#free_port', 'mlproj/torchserve.py'),
+                                   'mlproj.torchserve.launched': ('torchserve.html#launched', 'mlproj/torchserve.py'),
                                    'mlproj.torchserve.main': ('torchserve.html#main', 'mlproj/torchserve.py'),
                                    'mlproj.torchserve.mar_info': ('torchserve.html#mar_info', 'mlproj/torchserve.py'),
                                    'mlproj.torchserve.read_properties': ('torchserve.html#read_properties', 'mlproj/torchserve.py'),

@@ -16,7 +16,7 @@ from fastprogress.fastprogress import progress_bar
 
 from .core import atomic_path, get_logger
 from .export import OnnxLM, Predictor, quantize, quantize_onnx, request_of
-from .torchserve import Server, free_port, start, stop
+from .torchserve import Server, free_port, launched, start, stop
 
 # %% auto #0
 __all__ = ['log', 'GOALS', 'WRK_LUA', 'VARIANTS', 'NOOP_HANDLER', 'stats', 'in_process', 'time_split', 'tree_cpu', 'wrk',
@@ -134,7 +134,7 @@ def wrk(srv: Server, bodies: list[bytes], connections: int, seconds: float, name
     if exe is None: raise RuntimeError("wrk is not installed: `apt-get install wrk` (make bench does it)")
     if any(b"\n" in b for b in bodies): raise ValueError("bodies: expected one-line JSON each (wrk reads them one per line)")
     threads = math.gcd(connections, 2)  # wrk splits the connections evenly over its threads; two threads load two cores enough
-    launcher = int((srv.run_dir / "server.pid").read_text().split()[0])
+    launcher = launched(srv.run_dir)[0]
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / "bench.lua").write_text(WRK_LUA); (Path(d) / "bodies.jsonl").write_bytes(b"\n".join(bodies) + b"\n")
         cpu0, wrk0 = tree_cpu(launcher), _children_cpu()
@@ -327,7 +327,8 @@ def readme_table(reports: dict) -> str:
         rows += ["", f"| TorchServe setup, concurrency 8 | p50 | p99 | requests/s |", "|---|---|---|---|"]
         rows += [f"| {n} | {v['p50_ms']:.2f} ms | {v['p99_ms']:.2f} ms | {v['requests_per_s']:.0f} |" for n, v in ts["variants"].items()]
     cpu = [(f"served, concurrency {c}", s) for c, s in ts["levels"].items() if c == "8" and "cpu_ms_per_request" in s]
-    cpu += [(n, v["rounds"][-1]) for n, v in (ts.get("variants") or {}).items() if n == "no-op handler" and "cpu_ms_per_request" in v["rounds"][-1]]
+    noop = (ts.get("variants") or {}).get("no-op handler")
+    if noop and "cpu_ms_per_request" in noop["rounds"][-1]: cpu.append(("no-op handler", noop["rounds"][-1]))
     if cpu:
         rows += ["", "| where the CPU goes (ms per request) | front end (Java) | workers | wrk | cores busy |", "|---|---|---|---|---|"]
         rows += [f"| {n} | {s['cpu_ms_per_request'].get('front end', 0):.2f} | {s['cpu_ms_per_request'].get('workers', 0):.2f} | "

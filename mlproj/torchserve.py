@@ -10,8 +10,8 @@ from pathlib import Path
 from .core import get_logger, project_root
 
 # %% auto #0
-__all__ = ['CONFIG', 'log', 'read_properties', 'server_config', 'ServeError', 'Server', 'mar_info', 'free_port', 'running',
-           'start', 'stop', 'main']
+__all__ = ['CONFIG', 'log', 'read_properties', 'server_config', 'ServeError', 'Server', 'mar_info', 'free_port', 'launched',
+           'running', 'start', 'stop', 'main']
 
 # %% ../nbs/08c_torchserve.ipynb #146cccb3
 CONFIG = "serve/config.properties"
@@ -158,12 +158,16 @@ def _alive(pgid: int) -> bool:
     try: os.killpg(pgid, 0); return True
     except (ProcessLookupError, PermissionError): return False
 
+def launched(run_dir: Path | str) -> tuple[int, int] | None:
+    "The launcher's pid (its process group) and the port of the server started in `run_dir`, from its `server.pid`; None if there is none."
+    try: pid, port = map(int, (Path(run_dir) / "server.pid").read_text().split())
+    except (FileNotFoundError, ValueError): return None
+    return pid, port
+
 def running(run_dir: Path | str) -> Server | None:
     "The server started in `run_dir`, if it is still running."
-    run_dir = Path(run_dir)
-    try: pid, port = map(int, (run_dir / "server.pid").read_text().split())
-    except (FileNotFoundError, ValueError): return None
-    return Server(run_dir, port) if _alive(pid) else None
+    hit = launched(run_dir)
+    return Server(Path(run_dir), hit[1]) if hit and _alive(hit[0]) else None
 
 # %% ../nbs/08c_torchserve.ipynb #492b32ad
 def start(run_dir: Path | str = "serve/run", mars: list = (), port: int = 8080, config: Path | str | None = None,
@@ -208,8 +212,8 @@ def start(run_dir: Path | str = "serve/run", mars: list = (), port: int = 8080, 
 def stop(run_dir: Path | str = "serve/run", timeout: float = 30) -> bool:
     "Stop the TorchServe started in `run_dir` and every process it started; False if none was running."
     run_dir = Path(run_dir)
-    try: pid = int((run_dir / "server.pid").read_text().split()[0])
-    except (FileNotFoundError, ValueError, IndexError): return False
+    if (hit := launched(run_dir)) is None: return False
+    pid = hit[0]
     was = _alive(pid)
     if was:
         os.killpg(pid, signal.SIGTERM)
