@@ -263,6 +263,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'mlproj.model._Search': ('model.html#_search', 'mlproj/model.py'),
                               'mlproj.model._Search._best': ('model.html#_search._best', 'mlproj/model.py'),
                               'mlproj.model._Search._search': ('model.html#_search._search', 'mlproj/model.py'),
+                              'mlproj.model._Search._step': ('model.html#_search._step', 'mlproj/model.py'),
                               'mlproj.model._Sources': ('model.html#_sources', 'mlproj/model.py'),
                               'mlproj.model._Sources.available': ('model.html#_sources.available', 'mlproj/model.py'),
                               'mlproj.model._Sources.env': ('model.html#_sources.env', 'mlproj/model.py'),

@@ -78,7 +78,7 @@ class Predictor:
         self.lm, self.tok, self.info = LMPredictor(model.eval(), tok), tok, {"name": name, "version": version}
         self.model = self.lm.model
         # int8 quantizes activations with a scale taken from the whole batch: a request's answer would depend on its
-        # neighbours in a TorchServe batch, so only float models answer several requests in one pass
+        # neighbours in a TorchServe batch, so for int8 every LSTM call holds one request (the search's `alone`)
         self.batch_invariant = getattr(model, "batch_invariant", None)  # OnnxLM says; a torch model is if none of its modules is quantized
         if self.batch_invariant is None: self.batch_invariant = not any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in model.modules())
         self.states = PrefixStates(state_cache) if state_cache and self.batch_invariant else None
@@ -127,7 +127,7 @@ def _prefix_states(self: Predictor, ids: list[list[int]]):
 
 def _run_prefixes(self: Predictor, ids: list[list[int]]):
     "Next-token logits and LSTM state after each token sequence, from the start: one packed pass for a float torch model, else one by one."
-    if len(ids) > 1 and isinstance(self.model, torch.nn.Module):  # float torch: packed (ONNX: one by one)
+    if len(ids) > 1 and self.batch_invariant and isinstance(self.model, torch.nn.Module):  # float torch: packed (ONNX, int8: one by one)
         x = torch.nn.utils.rnn.pad_sequence([torch.tensor(s) for s in ids], batch_first=True)
         packed = torch.nn.utils.rnn.pack_padded_sequence(self.model.i_h(x), torch.tensor([len(s) for s in ids]),
                                                          batch_first=True, enforce_sorted=False)
@@ -188,8 +188,7 @@ Predictor._continue, Predictor._step_rows, Predictor._mask = _continue, _step_ro
 # %% ../nbs/07_export.ipynb #b32d4a44
 @torch.inference_mode()
 def _many(self: Predictor, reqs: list) -> list:
-    "Responses to several requests (one LSTM pass over all their prefixes); a bad request gets its `RequestError`."
-    if len(reqs) > 1 and not self.batch_invariant: return [self.many([q])[0] for q in reqs]
+    "Responses to several requests (one search for all of them); a bad request gets its `RequestError`."
     out, good = [None] * len(reqs), []
     for i, q in enumerate(reqs):
         try: good.append((i, validate_request(q)))
@@ -199,7 +198,7 @@ def _many(self: Predictor, reqs: list) -> list:
     ctxs = [self.lm.context(r, r["accesses"]) for _, r in good]
     for k in sorted({r["k"] for _, r in good}):
         rows = [j for j, (_, r) in enumerate(good) if r["k"] == k]; ri = torch.tensor(rows)
-        for j, best in zip(rows, self.lm._search(logits[ri], (h[:, ri], c[:, ri]), [ctxs[j] for j in rows], k)):
+        for j, best in zip(rows, self.lm._search(logits[ri], (h[:, ri], c[:, ri]), [ctxs[j] for j in rows], k, alone=not self.batch_invariant)):
             i, r = good[j]
             seq = self._continue(logits[j : j + 1], (h[:, j : j + 1], c[:, j : j + 1]), r, r["horizon"])
             out[i] = {"next": [{"address": a, "slot": s, "score": round(math.exp(lp), 6), **({"derivation": d} if d else {})}

@@ -419,13 +419,15 @@ class _Tables(_States):
 def _group_rank(pos: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "An order by position, best score first (stable: ties keep their order), and each entry's rank within its position."
     order = np.lexsort((-score, pos))
-    p = pos[order]; first = np.r_[True, p[1:] != p[:-1]]
+    p = pos[order]; first = np.concatenate(([True], p[1:] != p[:-1]))
     return order, np.arange(len(order)) - np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
 
 class _Search(_Tables):
     "The beam search over token paths that spell whole accesses."
     @torch.inference_mode()
-    def _search(self, logits: torch.Tensor, state, ctx: list, k: int) -> list[list[tuple[float, Access, str | None]]]:
+    def _search(self, logits: torch.Tensor, state, ctx: list, k: int,
+                alone: bool = False, # step each position's paths in an LSTM call of their own (`_step`)
+               ) -> list[list[tuple[float, Access, str | None]]]:
         "Beam search from N positions (their next-token logits and LSTM states): the top-`k` accesses of each, with score and derivation."
         n = logits.shape[0]
         fin = []  # per depth: the complete paths' positions, scores and paths
@@ -456,10 +458,18 @@ class _Search(_Tables):
             keep = order[rank < k]  # the k best unfinished paths of each position
             j, q = j[keep], q[keep]
             h, c = state
-            logits, state = self.model.step(torch.from_numpy(idx[j, q][:, None]), (h[:, j], c[:, j]))
+            logits, state = self._step(idx[j, q][:, None], (h[:, j], c[:, j]), rows[j] if alone else None)
             rows, sid, score = rows[j], nxt[j, q], torch.from_numpy(top[j, q])
             paths = np.concatenate([paths[j], idx[j, q][:, None]], 1)
         return self._best(fin, ctx, envs, k)
+
+    def _step(self, ids: np.ndarray, state, pos: np.ndarray | None):
+        "One LSTM step of the frontier; with `pos` (each row's position, grouped), one call per position, so that a model whose numbers depend on its batch (int8) answers each position as it would alone."
+        if pos is None or len(pos) == 0 or pos[0] == pos[-1]: return self.model.step(torch.from_numpy(ids), state)
+        cut = (np.flatnonzero(pos[1:] != pos[:-1]) + 1).tolist()
+        parts = [self.model.step(torch.from_numpy(x), (h, c)) for x, h, c in
+                 zip(np.split(ids, cut), torch.tensor_split(state[0], cut, 1), torch.tensor_split(state[1], cut, 1))]
+        return torch.cat([lg for lg, _ in parts]), tuple(torch.cat([st[i] for _, st in parts], 1) for i in (0, 1))
 
     def _best(self, fin: list, ctx: list, envs: list, k: int) -> list[list[tuple[float, Access, str | None]]]:
         "Each position's top `k` distinct accesses among the complete paths: read best first, and only until `k` are found."
@@ -468,14 +478,14 @@ class _Search(_Tables):
         pos, s = np.concatenate([f[0] for f in fin]), np.concatenate([f[1] for f in fin])
         starts = np.cumsum([0] + [len(f[0]) for f in fin])[:-1]  # where each depth's paths begin in `pos`
         order, _ = _group_rank(pos, s)
-        seen = [set() for _ in ctx]
-        for e in order.tolist():
-            r = int(pos[e])
+        seen, short = [set() for _ in ctx], len(ctx)  # short: positions with fewer than k so far
+        for e, r in zip(order.tolist(), pos[order].tolist()):
             if len(out[r]) == k: continue
             d = int(np.searchsorted(starts, e, "right")) - 1
             acc, der = self._read(fin[d][2][e - starts[d]].tolist(), ctx[r], envs[r])
             if acc is None or acc in seen[r]: continue
             seen[r].add(acc); out[r].append((float(s[e]), acc, der))
+            if len(out[r]) == k and not (short := short - 1): break  # every position is full
         return out
 
 # %% ../nbs/04_model.ipynb #31ac044e
