@@ -14,6 +14,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'mlproj.bench.noop_mar': ('bench.html#noop_mar', 'mlproj/bench.py'),
                               'mlproj.bench.plot': ('bench.html#plot', 'mlproj/bench.py'),
                               'mlproj.bench.plot_throughput': ('bench.html#plot_throughput', 'mlproj/bench.py'),
+                              'mlproj.bench.readme_bounds': ('bench.html#readme_bounds', 'mlproj/bench.py'),
                               'mlproj.bench.readme_table': ('bench.html#readme_table', 'mlproj/bench.py'),
                               'mlproj.bench.run': ('bench.html#run', 'mlproj/bench.py'),
                               'mlproj.bench.serving_variants': ('bench.html#serving_variants', 'mlproj/bench.py'),

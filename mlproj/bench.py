@@ -21,7 +21,7 @@ from .torchserve import Server, free_port, launched, start, stop
 # %% auto #0
 __all__ = ['log', 'GOALS', 'WRK_LUA', 'VARIANTS', 'NOOP_HANDLER', 'stats', 'in_process', 'time_split', 'tree_cpu', 'wrk',
            'distinct_bodies', 'through_torchserve', 'serving_variants', 'run', 'noop_mar', 'plot', 'plot_throughput',
-           'readme_table', 'write_readme_table', 'main']
+           'readme_table', 'write_readme_table', 'readme_bounds', 'main']
 
 # %% ../nbs/08d_bench.ipynb #8ac3e08e
 log = get_logger("bench")
@@ -345,13 +345,39 @@ def readme_table(reports: dict) -> str:
     return "\n".join(rows) + f"\n\n{ts['cpu_count']} cores; {ts['model']['modelName']} {ts['model']['modelVersion']}; load from {ts['load_generator']}, {ts['bodies']} distinct bodies, {ts['seconds']:g} s per level.\n"
 
 def write_readme_table(nb_path: Path | str, reports: dict) -> None:
-    "Replace the table between `<!-- bench -->` and `<!-- /bench -->` in the notebook's markdown cells, atomically."
+    "Replace the table (and `readme_bounds`) between `<!-- bench -->` and `<!-- /bench -->` in the notebook's markdown cells, atomically."
     nb_path = Path(nb_path); nb = json.loads(nb_path.read_text())
     pat = re.compile(r"(<!-- bench -->\n).*?(<!-- /bench -->)", re.S)
     cells = [c for c in nb["cells"] if c["cell_type"] == "markdown" and pat.search("".join(c["source"]))]
     if not cells: raise ValueError(f"{nb_path}: expected a markdown cell with <!-- bench --> and <!-- /bench -->")
-    for c in cells: c["source"] = pat.sub(lambda m: m.group(1) + readme_table(reports) + m.group(2), "".join(c["source"])).splitlines(keepends=True)
+    text = readme_table(reports) + ("\n" + b if (b := readme_bounds(reports)) else "")
+    for c in cells: c["source"] = pat.sub(lambda m: m.group(1) + text + m.group(2), "".join(c["source"])).splitlines(keepends=True)
     with atomic_path(nb_path) as p: p.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+# %% ../nbs/08d_bench.ipynb #50b09c29
+import yaml
+
+def readme_bounds(reports: dict) -> str:
+    "The README's paragraph on what bounds throughput, every number from the JSON reports; empty without the CPU accounting."
+    ip, ts = reports["in_process"], reports["torchserve"]
+    c8, cores = ts["levels"].get("8"), ts["cpu_count"]
+    if not c8 or "cpu_ms_per_request" not in c8: return ""
+    w, fe, wk = (c8["cpu_ms_per_request"].get(k, 0.0) for k in ("workers", "front end", "wrk"))
+    allow = 1000 * cores / GOALS["torchserve_c8_rps"]; left = allow - fe - wk
+    out = [f"**This run**: at concurrency 8 the served setup answered {c8['requests_per_s']:.0f} requests/s with {c8['cores_busy']:.2f} of "
+           f"{cores} cores busy; per request the workers used {w:.2f} ms of CPU, the Java front end {fe:.2f} ms and `wrk` {wk:.2f} ms. "
+           f"{GOALS['torchserve_c8_rps']:.0f} requests/s on {cores} cores allows {allow:.2f} ms per request in all, so with the front end and "
+           f"`wrk` as they are the workers would have {left:.2f} ms, {w / left:.1f} times less than they use."]
+    if noop := (ts.get("variants") or {}).get("no-op handler"):
+        out.append(f"The no-op handler answered {noop['requests_per_s']:.0f} requests/s in the same run (rounds: "
+                   f"{', '.join('%.0f' % r['requests_per_s'] for r in noop['rounds'])}), TorchServe's own ceiling here.")
+    runtime = (yaml.safe_load(ts.get("model_config") or "") or {}).get("handler", {}).get("runtime", "eager")
+    if t := (ip.get("time_split") or {}).get(runtime):
+        out.append(f"One `{runtime}` request at a time spends {t['prefix_lstm_ms'] + t['search_lstm_ms']:.2f} ms of its {t['total_ms']:.2f} ms "
+                   f"(mean) in the LSTM and {t['python_ms']:.2f} ms in Python.")
+    b1, b4 = (ip.get(k, {}).get(runtime) for k in ("k8_horizon0", "k8_batch4"))
+    if b1 and b4: out.append(f"In batches of 4 a request costs {b4['p50_ms']:.2f} ms against {b1['p50_ms']:.2f} ms alone (p50, {b4['p50_ms'] / b1['p50_ms']:.2f}×).")
+    return " ".join(out) + "\n"
 
 # %% ../nbs/08d_bench.ipynb #57575c73
 def main(argv=None) -> dict:
