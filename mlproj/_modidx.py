@@ -193,6 +193,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'mlproj.export.request_tx': ('export.html#request_tx', 'mlproj/export.py'),
                                'mlproj.export.requests_from': ('export.html#requests_from', 'mlproj/export.py'),
                                'mlproj.export.score_gap': ('export.html#score_gap', 'mlproj/export.py'),
+                               'mlproj.export.served_hits': ('export.html#served_hits', 'mlproj/export.py'),
                                'mlproj.export.validate_request': ('export.html#validate_request', 'mlproj/export.py')},
             'mlproj.gates': { 'mlproj.gates.GateError': ('gates.html#gateerror', 'mlproj/gates.py'),
                               'mlproj.gates.check': ('gates.html#check', 'mlproj/gates.py'),

@@ -18,7 +18,7 @@ from .model import MAX_DEPTH, LMPredictor, load_model
 # %% auto #0
 __all__ = ['MAX_ACCESSES', 'LIMITS', 'RUNTIMES', 'ONNX_FILES', 'RequestError', 'request_tx', 'validate_request', 'Predictor',
            'PrefixStates', 'export_onnx', 'OnnxLM', 'quantize', 'quantize_onnx', 'score_gap', 'model_card',
-           'model_config', 'archive', 'build_mar', 'request_of', 'requests_from', 'compare_variants']
+           'model_config', 'archive', 'build_mar', 'request_of', 'requests_from', 'served_hits', 'compare_variants']
 
 # %% ../nbs/07_export.ipynb #32d2c308
 MAX_ACCESSES = 1024
@@ -373,13 +373,23 @@ def requests_from(txs: list[dict], k: int = 8, horizon: int = 0, seed: int = 0) 
     return [request_of(t, int(rng.integers(0, len(t["address"]) + 1)), k, horizon) for t in txs]
 
 # %% ../nbs/07_export.ipynb #f0dcf89f
-def compare_variants(variants: dict, tok, txs: list[dict], reqs: list[dict], k: int = 8) -> dict:
-    "acc@1, hit@k, median in-process latency (ms), speed-up and acc@1 change against `eager`, per variant."
+def served_hits(pred: Predictor, txs: list[dict], k: int = 8, batch: int = 32):
+    "`next_access_hits` of what `pred` serves: one request per access of each transaction (the accesses before it), answered by `many`, `batch` at a time."
     from mlproj.evaluate import next_access_hits
+    reqs = [request_of(t, j, k) for t in txs for j in range(len(t["address"]))]
+    answers = iter([a for i in range(0, len(reqs), batch) for a in pred.many(reqs[i : i + batch])])
+    def ranked(a):
+        if isinstance(a, RequestError): raise a
+        return [(c["address"], c["slot"]) for c in a["next"]]
+    return next_access_hits(txs, [[ranked(next(answers)) for _ in t["address"]] for t in txs], k)
+
+def compare_variants(variants: dict, tok, txs: list[dict], reqs: list[dict], k: int = 8) -> dict:
+    "acc@1 and hit@k of what each variant serves (`served_hits`), median in-process latency (ms), speed-up and acc@1 change against `eager`."
+    from fastprogress.fastprogress import progress_bar
     preds = {n: Predictor(m, tok) for n, m in variants.items()}
     out, times = {}, {n: [] for n in preds}
-    for n, p in preds.items():
-        h = next_access_hits(txs, p.lm.rank(txs, k), k)
+    for n, p in progress_bar(list(preds.items()), leave=False):
+        h = served_hits(p, txs, k)
         out[n] = {"acc@1": float(h.hit1.mean()), f"hit@{k}": float(h.hitk.mean())}
     for r in reqs:
         for n, p in preds.items():
