@@ -227,6 +227,7 @@ VARIANTS = {  # name -> serve params that differ from params.yaml, or "noop"
     "onnx-int8, 1 worker": {"runtime": "onnx-int8", "workers": 1, "batch_size": 1, "max_batch_delay": 0},
     "onnx-int8, 1 worker, batch 8 / 2 ms": {"runtime": "onnx-int8", "workers": 1, "batch_size": 8, "max_batch_delay": 2},
     "onnx-int8, 2 workers, batch 4 / 2 ms": {"runtime": "onnx-int8", "workers": 2, "batch_size": 4, "max_batch_delay": 2},
+    "onnx-int8, 2 workers, batch 4 / 1 ms": {"runtime": "onnx-int8", "workers": 2, "batch_size": 4, "max_batch_delay": 1},
 }
 
 # %% ../nbs/08d_bench.ipynb #f90037e9
