@@ -273,7 +273,6 @@ def handle(data, context):
 def noop_mar(store: Path | str, serve: dict) -> Path:
     "An archive `mlproj.mar` (in `store`) whose handler does nothing, with `serve`'s workers and batching."
     from mlproj.export import archive, model_config
-    import yaml
     store = Path(store); store.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / "noop.py").write_text(NOOP_HANDLER)
