@@ -169,9 +169,8 @@ def _predictors(mar: Path | str, onnx: Path | str) -> dict[str, Predictor]:
     "The archive's model as eager torch, ONNX Runtime (float and int8) and torch int8."
     with zipfile.ZipFile(mar) as z, tempfile.TemporaryDirectory() as d:
         z.extract("model.pth", d); eager = Predictor.load(Path(d) / "model.pth")
-        L, H = eager.model.rnn.num_layers, eager.model.rnn.hidden_size
-        onnx8 = OnnxLM(quantize_onnx(onnx, Path(d) / "model.int8.onnx"), L, H, batch_invariant=False)  # the session holds it once loaded
-    return {"eager": eager, "onnx": Predictor(OnnxLM(onnx, L, H), eager.tok), "onnx-int8": Predictor(onnx8, eager.tok),
+        onnx8 = OnnxLM(quantize_onnx(onnx, Path(d) / "model.int8.onnx"))  # the session holds it once loaded
+    return {"eager": eager, "onnx": Predictor(OnnxLM(onnx), eager.tok), "onnx-int8": Predictor(onnx8, eager.tok),
             "int8": Predictor(quantize(eager.model), eager.tok)}
 
 def through_torchserve(mar: Path | str, bodies: list[bytes], levels=(1, 2, 4, 8, 16), seconds: float = 10.0) -> dict:

@@ -89,7 +89,7 @@ class Predictor:
         "A predictor for a checkpoint, run by `eager` torch, `int8` (quantized torch), `onnx` or `onnx-int8` (ONNX Runtime; `onnx_path`: the runtime's file, `ONNX_FILES`)."
         if runtime not in RUNTIMES: raise ValueError(f"runtime: expected {', '.join(RUNTIMES[:-1])} or {RUNTIMES[-1]}, got {runtime!r}")
         model, tok, cfg = load_model(path)
-        if runtime in ONNX_FILES: model = OnnxLM(onnx_path, cfg["n_layers"], cfg["n_hidden"], batch_invariant=runtime == "onnx")
+        if runtime in ONNX_FILES: model = OnnxLM(onnx_path)
         elif runtime == "int8": model = quantize(model)
         return cls(model, tok, **kw)
 
@@ -251,15 +251,14 @@ def export_onnx(model, path: Path | str) -> Path:
     return Path(path)
 
 class OnnxLM:
-    "An ONNX Runtime session with the `step` of `AccessLM`."
-    def __init__(self, path: Path | str, n_layers: int, n_hidden: int, threads: int = 1,
-                 batch_invariant: bool = True, # False for a dynamically quantized graph (`quantize_onnx`): its scales come from the whole batch
-                ):
+    "An ONNX Runtime session with the `step` of `AccessLM`. The graph says its shape and whether a batch changes its answers."
+    def __init__(self, path: Path | str, threads: int = 1):
         import onnxruntime as ort
-        self.batch_invariant = batch_invariant
         so = ort.SessionOptions(); so.intra_op_num_threads = threads; so.inter_op_num_threads = 1
         self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        self.n_layers, self.n_hidden = n_layers, n_hidden
+        self.n_layers, _, self.n_hidden = next(i.shape for i in self.sess.get_inputs() if i.name == "h")  # [layers, "batch", hidden]
+        # ONNX Runtime's quantizer marks the graphs it writes; `quantize_onnx`'s takes its scales from the whole batch
+        self.batch_invariant = self.sess.get_modelmeta().custom_metadata_map.get("onnx.infer") != "onnxruntime.quant"
     def eval(self): return self
     def step(self, x, state=None, rows=None):
         if state is None: state = (torch.zeros(self.n_layers, x.shape[0], self.n_hidden),) * 2

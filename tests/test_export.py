@@ -72,7 +72,7 @@ def test_onnx_and_int8_variants(tiny_model, tmp_path):
              "accesses": [{"address": a, "slot": s} for a, s in list(zip(t["address"], t["slot"]))[:2]]}
             for t in parts["test"].to_dict("records")[:15]]
     eager = Predictor(model, tok)
-    onnx = Predictor(OnnxLM(export_onnx(model, tmp_path / "m.onnx"), cfg["n_layers"], cfg["n_hidden"]), tok)
+    onnx = Predictor(OnnxLM(export_onnx(model, tmp_path / "m.onnx")), tok)
     assert score_gap(eager, onnx, reqs) < 1e-4
     int8 = Predictor(quantize(model), tok)
     assert all(len(int8(r)["next"]) >= 1 for r in reqs)
