@@ -181,6 +181,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'mlproj.export._prefix_states': ('export.html#_prefix_states', 'mlproj/export.py'),
                                'mlproj.export._run_prefixes': ('export.html#_run_prefixes', 'mlproj/export.py'),
                                'mlproj.export._step_rows': ('export.html#_step_rows', 'mlproj/export.py'),
+                               'mlproj.export._with_access': ('export.html#_with_access', 'mlproj/export.py'),
                                'mlproj.export.archive': ('export.html#archive', 'mlproj/export.py'),
                                'mlproj.export.build_mar': ('export.html#build_mar', 'mlproj/export.py'),
                                'mlproj.export.compare_variants': ('export.html#compare_variants', 'mlproj/export.py'),

@@ -158,7 +158,7 @@ def _continue(self: Predictor, logits, state, req: dict, n: int) -> list:
         if acc is None: break  # cannot happen: `available` masks every source the request lacks
         spelled = lm._spell(acc, ctx, d)  # the tokenizer's spelling of this access, which the model saw in training
         out.append(acc); hist.append(acc)
-        ctx = lm.context(req, hist); env = lm.env(ctx); avail = lm.available(env)
+        ctx = lm.context(req, hist); env = _with_access(env, acc); avail = lm.available(env)
         if spelled != path:
             lg, state = lm._feed([spelled], tuple(torch.as_tensor(s) for s in start)); lg, rows = lg[0].numpy(), None
         else:
@@ -166,6 +166,11 @@ def _continue(self: Predictor, logits, state, req: dict, n: int) -> list:
             lg, state = step(t, state, rows)
         path, sid, start = [], s0, state
     return out
+
+def _with_access(env: dict | None, acc) -> dict | None:
+    "`env_of(tx, earlier + [acc])` from `env_of(tx, earlier)`: `acc`'s contract joins `touched` if it is new. Reading the whole history again at every access costs more the longer it is."
+    if env is None or (a := int(acc[0], 16)) in env["touched"]: return env
+    return {**env, "touched": env["touched"] + [a]}
 
 def _step_rows(self: Predictor, t: int, state, rows: np.ndarray):
     "One LSTM step on token `t` (batch 1): the logits of `rows` only, as numpy, and the new state (`OnnxLM.step_rows` does the same without torch)."
