@@ -280,6 +280,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'mlproj.model._Tables': ('model.html#_tables', 'mlproj/model.py'),
                               'mlproj.model._Tables.__init__': ('model.html#_tables.__init__', 'mlproj/model.py'),
                               'mlproj.model._Tables._allowed_ids': ('model.html#_tables._allowed_ids', 'mlproj/model.py'),
+                              'mlproj.model._Tables._banned': ('model.html#_tables._banned', 'mlproj/model.py'),
                               'mlproj.model._Tables._mask_row': ('model.html#_tables._mask_row', 'mlproj/model.py'),
                               'mlproj.model._Tables._next_id': ('model.html#_tables._next_id', 'mlproj/model.py'),
                               'mlproj.model._Tables._next_ids': ('model.html#_tables._next_ids', 'mlproj/model.py'),

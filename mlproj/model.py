@@ -404,11 +404,22 @@ class _Tables(_States):
     def _next_ids(self, sid: np.ndarray, idx: np.ndarray, live: np.ndarray) -> np.ndarray:
         "The state after each token `idx[j, q]` of row `j` (state `sid[j]`), where `live`; one gather, plus `after` for transitions never seen."
         c = self._cls[idx]; nxt = self._next[sid[:, None], c]
-        for j, q in zip(*(live & (nxt < 0)).nonzero()):
-            s, cc = sid[j], c[j, q]
-            if self._next[s, cc] < 0: self._next[s, cc] = self._state_id(self.after(self._states[s], self._rep[cc]))
-            nxt[j, q] = self._next[s, cc]
+        if (miss := live & (nxt < 0)).any():
+            for j, q in zip(*miss.nonzero()):
+                s, cc = sid[j], c[j, q]
+                if self._next[s, cc] < 0: self._next[s, cc] = self._state_id(self.after(self._states[s], self._rep[cc]))
+                nxt[j, q] = self._next[s, cc]
         return nxt
+
+    def _banned(self, srcs: list) -> torch.Tensor:
+        "For each set of sources (an `available` tensor; None for schemes 1-3), the tokens barred after each row of `_mstack`: (sets, rows, vocabulary). Kept per set: a search asks once, and requests share few sets."
+        cache, m, out = self.__dict__.setdefault("_bans", {}), self._mstack.shape[0], []
+        for a in srcs:
+            if (hit := cache.get((id(a), m))) is None:
+                if len(cache) >= 256: cache.clear()
+                hit = cache[(id(a), m)] = (a, ~self._mstack if a is None else ~(self._mstack & a))  # holding `a` keeps its id from being reused
+            out.append(hit[1])
+        return out[0][None] if len(out) == 1 else torch.stack(out)
 
     def _next_id(self, sid: int, t: int) -> int:
         "The state after token `t` in state `sid`: `_next_ids` for one token."
@@ -418,6 +429,7 @@ class _Tables(_States):
 # %% ../nbs/04_model.ipynb #d18f0dd1
 def _group_rank(pos: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "An order by position, best score first (stable: ties keep their order), and each entry's rank within its position."
+    if len(pos) and (pos == pos[0]).all(): return np.argsort(-score, kind="stable"), np.arange(len(pos))  # one position: the same order, cheaper
     order = np.lexsort((-score, pos))
     p = pos[order]; first = np.concatenate(([True], p[1:] != p[:-1]))
     return order, np.arange(len(order)) - np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
@@ -434,14 +446,17 @@ class _Search(_Tables):
         bar = np.full(n, -np.inf, dtype=np.float32)  # a position's k-th best complete score
         rows, sid, score = np.arange(n), np.full(n, self._state_id(self.start())), torch.zeros(n)
         paths = np.zeros((n, 0), dtype=np.int64)
-        has_prev = np.array([c[0] is not None for c in ctx])
+        has_prev = np.array([c[0] is not None for c in ctx], dtype=np.int64)
         envs = [self.env(c) for c in ctx]
-        avail = torch.stack([self.available(e) for e in envs]) if self.scheme == 4 else None
+        avail, first = [self.available(e) for e in envs], {}
+        src = np.array([first.setdefault(id(a), len(first)) for a in avail])  # each position's set of sources, numbered
+        banned = None
         for depth in range(MAX_DEPTH[self.scheme]):
+            if banned is None or banned.shape[1] != self._mstack.shape[0]:  # new grammar states may add mask rows
+                banned = self._banned(list({id(a): a for a in avail}.values()))
             lp = F.log_softmax(logits.float(), -1) + score[:, None]
-            allowed = self._allowed_ids(sid, has_prev[rows])
-            if avail is not None: allowed &= avail[rows]
-            top, idx = (a.numpy() for a in lp.masked_fill(~allowed, -math.inf).topk(min(k, lp.shape[1]), -1))
+            ban = banned[torch.from_numpy(src[rows]), torch.from_numpy(self._mrow[sid, has_prev[rows]])]
+            top, idx = (a.numpy() for a in lp.masked_fill_(ban, -math.inf).topk(min(k, lp.shape[1]), -1))
             live = top > -np.inf
             nxt = self._next_ids(sid, idx, live)  # each candidate's grammar state after its token
             done = live & self._final[np.maximum(nxt, 0)]
@@ -457,8 +472,8 @@ class _Search(_Tables):
             order, rank = _group_rank(rows[j], top[j, q])
             keep = order[rank < k]  # the k best unfinished paths of each position
             j, q = j[keep], q[keep]
-            h, c = state
-            logits, state = self._step(idx[j, q][:, None], (h[:, j], c[:, j]), rows[j] if alone else None)
+            h, c = state; jt = torch.from_numpy(j)
+            logits, state = self._step(idx[j, q][:, None], (h.index_select(1, jt), c.index_select(1, jt)), rows[j] if alone else None)
             rows, sid, score = rows[j], nxt[j, q], torch.from_numpy(top[j, q])
             paths = np.concatenate([paths[j], idx[j, q][:, None]], 1)
         return self._best(fin, ctx, envs, k)
@@ -476,12 +491,13 @@ class _Search(_Tables):
         out = [[] for _ in ctx]
         if not fin: return out
         pos, s = np.concatenate([f[0] for f in fin]), np.concatenate([f[1] for f in fin])
-        starts = np.cumsum([0] + [len(f[0]) for f in fin])[:-1]  # where each depth's paths begin in `pos`
+        lens = [len(f[0]) for f in fin]
+        depth, starts = np.repeat(np.arange(len(fin)), lens), np.cumsum(lens) - lens  # each path's depth; where each depth's paths begin in `pos`
         order, _ = _group_rank(pos, s)
         seen, short = [set() for _ in ctx], len(ctx)  # short: positions with fewer than k so far
         for e, r in zip(order.tolist(), pos[order].tolist()):
             if len(out[r]) == k: continue
-            d = int(np.searchsorted(starts, e, "right")) - 1
+            d = int(depth[e])
             acc, der = self._read(fin[d][2][e - starts[d]].tolist(), ctx[r], envs[r])
             if acc is None or acc in seen[r]: continue
             seen[r].add(acc); out[r].append((float(s[e]), acc, der))
