@@ -375,10 +375,11 @@ def readme_bounds(reports: dict) -> str:
                    f"{', '.join('%.0f' % r['requests_per_s'] for r in noop['rounds'])}), TorchServe's own ceiling here.")
     runtime = (yaml.safe_load(ts.get("model_config") or "") or {}).get("handler", {}).get("runtime", "eager")
     if t := (ip.get("time_split") or {}).get(runtime):
-        out.append(f"One `{runtime}` request at a time spends {t['prefix_lstm_ms'] + t['search_lstm_ms']:.2f} ms of its {t['total_ms']:.2f} ms "
+        lstm = t["prefix_lstm_ms"] + t["search_lstm_ms"]
+        out.append(f"One `{runtime}` request at a time spends {lstm:.2f} ms of its {t['total_ms']:.2f} ms "
                    f"(mean) in the LSTM and {t['python_ms']:.2f} ms in Python.")
         if (f := ts.get("noop_c1")) and (b := ip.get("k8_horizon0", {}).get(runtime)):
-            out.append(f"The latency goals sit below what this stack needs: the LSTM alone takes {t['prefix_lstm_ms'] + t['search_lstm_ms']:.2f} ms "
+            out.append(f"The latency goals sit below what this stack needs: the LSTM alone takes {lstm:.2f} ms "
                        f"of a request against the in-process goal of {GOALS['in_process_p50_ms']:g} ms (p50), and at concurrency 1 TorchServe "
                        f"answers with the no-op handler in {f['p50_ms']:.2f} ms (p50) before any model work, against a goal of "
                        f"{GOALS['torchserve_c1_p50_ms']:g} ms for the whole request, which takes {b['p50_ms']:.2f} ms in process.")

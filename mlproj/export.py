@@ -88,7 +88,7 @@ class Predictor:
     def load(cls, path, runtime: str = "eager", onnx_path=None, **kw) -> "Predictor":
         "A predictor for a checkpoint, run by `eager` torch, `int8` (quantized torch), `onnx` or `onnx-int8` (ONNX Runtime; `onnx_path`: the runtime's file, `ONNX_FILES`)."
         if runtime not in RUNTIMES: raise ValueError(f"runtime: expected {', '.join(RUNTIMES[:-1])} or {RUNTIMES[-1]}, got {runtime!r}")
-        model, tok, cfg = load_model(path)
+        model, tok, _ = load_model(path)
         if runtime in ONNX_FILES: model = OnnxLM(onnx_path)
         elif runtime == "int8": model = quantize(model)
         return cls(model, tok, **kw)

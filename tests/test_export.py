@@ -67,7 +67,7 @@ def test_onnx_and_int8_variants(tiny_model, tmp_path):
     from mlproj.export import OnnxLM, export_onnx, quantize, score_gap
     from mlproj.model import load_model
     path, parts = tiny_model
-    model, tok, cfg = load_model(path)
+    model, tok, _ = load_model(path)
     reqs = [{"to": t["to"], "selector": t["selector"], "sender": t["sender"], "input": t["input"], "k": 8,
              "accesses": [{"address": a, "slot": s} for a, s in list(zip(t["address"], t["slot"]))[:2]]}
             for t in parts["test"].to_dict("records")[:15]]
